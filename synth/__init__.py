@@ -1,0 +1,3 @@
+"""synth: a trajectory synthesis data factory for web agents."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,392 @@
+"""BrowserEnv: one Playwright page per episode, every step recorded.
+
+A worker owns one browser (`launch_browser`); each episode gets a fresh
+context, so cookies, storage and caches never leak between episodes. `reset`
+and `step` return the Observation the agent sees next. `step` resolves the
+action's target (by element id or by point) to coordinates and the element
+actually under them, runs it with trusted mouse and keyboard input, and
+records a `Step` holding the observation *before* the action. An action that
+fails (element gone, timeout) becomes the step's `error`; only a dead page
+raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Browser, BrowserContext, Page, Playwright
+from playwright.async_api import Error as PlaywrightError
+from pydantic import BaseModel, ConfigDict, Field
+
+from synth.schema import POINTER_ACTIONS, Action, Box, Element, Observation, Step, Task
+from synth.sites.base import Site
+
+DEFAULT_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+SNAPSHOT_JS = resources.files("synth").joinpath("snapshot.js").read_text()
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+
+
+def find_chromium(configured: str | None = "auto") -> str | None:
+    """The Chromium to launch: the configured path, else $SYNTH_CHROMIUM, else a
+    system Chromium; None means Playwright's own downloaded browser."""
+    if configured not in (None, "", "auto", "playwright"):
+        if not Path(configured).exists():
+            raise FileNotFoundError(f"browser.executable_path {configured!r} does not exist")
+        return configured
+    if configured == "playwright":
+        return None
+    env = os.environ.get("SYNTH_CHROMIUM")
+    if env:
+        if not Path(env).exists():
+            raise FileNotFoundError(f"$SYNTH_CHROMIUM={env!r} does not exist")
+        return env
+    for path in CHROMIUM_CANDIDATES:
+        if Path(path).exists():
+            return path
+    return shutil.which("chromium")
+
+
+class BrowserConfig(BaseModel):
+    """How workers launch their browser (`browser:` in a pipeline)."""
+
+    model_config = ConfigDict(extra="forbid")
+    executable_path: str | None = Field(
+        "auto", description="'auto' (system Chromium, else Playwright's), 'playwright', or a path"
+    )
+    headless: bool = True
+    args: list[str] = Field(default_factory=lambda: list(DEFAULT_ARGS))
+    action_timeout_ms: int = Field(5000, gt=0)
+    navigation_timeout_ms: int = Field(20000, gt=0)
+    screenshots: bool = True
+    max_elements: int = Field(1500, gt=0, description="cap on snapshot elements per observation")
+
+
+async def launch_browser(playwright: Playwright, config: BrowserConfig) -> Browser:
+    return await playwright.chromium.launch(
+        executable_path=find_chromium(config.executable_path),
+        headless=config.headless,
+        args=config.args,
+    )
+
+
+MAX_AUTO_SCROLLS = 3
+
+
+@dataclass
+class Resolved:
+    """An action with its coordinates filled in, the element under them, and
+    either an error or a scroll that must come first."""
+
+    action: Action
+    element: Element | None = None
+    error: str | None = None
+    scroll: Action | None = None
+
+
+class EpisodeError(RuntimeError):
+    """The episode cannot go on (the page crashed or closed)."""
+
+
+class BrowserEnv:
+    """One episode at a time on one page of a fresh context.
+
+        env = BrowserEnv(browser, site)
+        obs = await env.reset(task)
+        obs = await env.click(obs.find("Submit", role="button"))
+        await env.close()
+    """
+
+    def __init__(self, browser: Browser, site: Site, config: BrowserConfig | None = None) -> None:
+        self.browser = browser
+        self.site = site
+        self.config = config or BrowserConfig()
+        self.context: BrowserContext | None = None
+        self.page: Page | None = None
+        self.task: Task | None = None
+        self.instruction = ""
+        self.area: Box | None = None
+        self.steps: list[Step] = []
+        self.answer: str | None = None
+        self.finished = False
+        self.obs: Observation | None = None
+
+    async def __aenter__(self) -> BrowserEnv:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def reset(self, task: Task) -> Observation:
+        """Open a fresh context, let the site set the task up, observe."""
+        await self.close()
+        self.task, self.steps, self.answer, self.finished = task, [], None, False
+        self.context = await self.browser.new_context(viewport=self.site.viewport)
+        self.context.set_default_timeout(self.config.action_timeout_ms)
+        self.context.set_default_navigation_timeout(self.config.navigation_timeout_ms)
+        await self.context.add_init_script(SNAPSHOT_JS)
+        self.page = await self.context.new_page()
+        setup = await self.site.setup(self.page, task)
+        self.instruction = task.instruction or setup.instruction
+        self.area = setup.area
+        self.obs = await self.observe()
+        return self.obs
+
+    async def close(self) -> None:
+        if self.context is not None:
+            context, self.context, self.page = self.context, None, None
+            try:
+                await context.close()
+            except PlaywrightError:
+                pass  # the browser may already be gone; nothing left to free
+
+    # ---------------------------------------------------------------- observing
+
+    def _area(self) -> Box:
+        if self.area is not None:
+            return self.area
+        vp = self.page.viewport_size or self.site.viewport
+        return Box(x=0, y=0, width=vp["width"], height=vp["height"])
+
+    async def observe(self) -> Observation:
+        """Screenshot of the observed area plus the compact snapshot."""
+        page = self._page()
+        area = self._area()
+        try:
+            snap = await page.evaluate(
+                "([a, n]) => window.__synth.snapshot(a, n)",
+                [area.model_dump(), self.config.max_elements],
+            )
+            shot = None
+            if self.config.screenshots:
+                clip = area.model_dump() if self.area is not None else None
+                shot = await page.screenshot(clip=clip, type="png")
+        except PlaywrightError as e:
+            raise EpisodeError(f"cannot observe the page: {_first_line(e)}") from e
+        return Observation(
+            url=snap["url"],
+            title=snap["title"],
+            area=area,
+            screenshot=shot,
+            elements=[Element.model_validate(el) for el in snap["elements"]],
+        )
+
+    def _page(self) -> Page:
+        if self.page is None:
+            raise EpisodeError("no episode is open: call reset(task) first")
+        return self.page
+
+    # ---------------------------------------------------------------- acting
+
+    async def step(self, action: Action) -> Observation:
+        """Run one action, record it with the observation it was taken on, observe.
+
+        If the action aims at an element outside the observed area, a scroll
+        step is recorded first (as a person would scroll), then the action."""
+        if self.obs is None:
+            raise EpisodeError("no episode is open: call reset(task) first")
+        if self.finished:
+            raise EpisodeError("the episode already ended with answer/done")
+        for _ in range(MAX_AUTO_SCROLLS):
+            started = time.perf_counter()
+            resolved = await self._resolve(action, self.obs)
+            if resolved.scroll is None:
+                return await self._act(resolved, started)
+            await self._act(Resolved(resolved.scroll), started)
+        started = time.perf_counter()
+        error = f"element [{action.element_id}] is still out of view after {MAX_AUTO_SCROLLS} scrolls"
+        return await self._act(Resolved(action, error=error), started)
+
+    async def _act(self, resolved: Resolved, started: float) -> Observation:
+        action, obs_before = resolved.action, self.obs
+        error = resolved.error or await self._execute(action, resolved.element)
+        if action.name in ("answer", "done"):
+            self.finished = True
+            if action.name == "answer":
+                self.answer = action.text or ""
+        self.steps.append(
+            Step(
+                index=len(self.steps),
+                observation=obs_before,
+                action=action,
+                element=resolved.element,
+                error=error,
+                duration_ms=(time.perf_counter() - started) * 1000,
+            )
+        )
+        if not self.finished:
+            self.obs = await self.observe()
+        return self.obs
+
+    async def _resolve(self, action: Action, obs: Observation) -> Resolved:
+        """Fill in coordinates (normalised) and the element under them."""
+        pointer = action.name in POINTER_ACTIONS
+        if action.name in ("type", "press"):
+            req: dict[str, Any] = {"focused": True}
+        elif pointer and action.element_id is not None:
+            req = {"id": action.element_id, "area": obs.area.model_dump()}
+        elif (pointer or action.name == "scroll") and action.x is not None and action.y is not None:
+            px, py = obs.denormalise(action.x, action.y)
+            req = {"x": px, "y": py}
+        elif pointer:
+            return Resolved(action, error=f"{action.name} needs element_id or x/y")
+        else:
+            return Resolved(action)
+        try:
+            res = await self._page().evaluate("r => window.__synth.resolve(r)", req)
+        except PlaywrightError as e:
+            raise EpisodeError(f"page is gone: {_first_line(e)}") from e
+        if res.get("error"):
+            return Resolved(action, error=res["error"])
+        if res.get("scroll"):
+            s = res["scroll"]
+            x, y = obs.normalise(s["x"], s["y"])
+            dx, dy = round(s["dx"] / obs.area.width, 4), round(s["dy"] / obs.area.height, 4)
+            return Resolved(action, scroll=Action(name="scroll", x=x, y=y, dx=dx, dy=dy))
+        element = Element.model_validate(res["element"]) if res.get("element") else None
+        update: dict[str, Any] = {}
+        if res.get("x") is not None and action.name != "scroll":
+            update["x"], update["y"] = obs.normalise(res["x"], res["y"])
+        if element is not None and pointer:
+            update["element_id"] = element.id
+        return Resolved(action.model_copy(update=update) if update else action, element)
+
+    async def _execute(self, action: Action, element: Element | None) -> str | None:
+        """Run the action on the page; return an error message instead of raising."""
+        page = self._page()
+        obs = self.obs
+        try:
+            n = action.name
+            if n in POINTER_ACTIONS:
+                px, py = obs.denormalise(action.x, action.y)
+            if n == "click":
+                await page.mouse.click(px, py)
+            elif n == "double_click":
+                await page.mouse.dblclick(px, py)
+            elif n == "right_click":
+                await page.mouse.click(px, py, button="right")
+            elif n == "hover":
+                await page.mouse.move(px, py)
+            elif n == "drag":
+                if action.x2 is None or action.y2 is None:
+                    return "drag needs x2/y2"
+                tx, ty = obs.denormalise(action.x2, action.y2)
+                await page.mouse.move(px, py)
+                await page.mouse.down()
+                await page.mouse.move(tx, ty, steps=8)
+                await page.mouse.up()
+            elif n == "type":
+                await page.keyboard.type(action.text or "")
+            elif n == "press":
+                if not action.key:
+                    return "press needs a key"
+                await page.keyboard.press(action.key)
+            elif n == "scroll":
+                if action.x is not None and action.y is not None:
+                    await page.mouse.move(*obs.denormalise(action.x, action.y))
+                await page.mouse.wheel(
+                    (action.dx or 0.0) * obs.area.width, (action.dy or 0.0) * obs.area.height
+                )
+                await page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
+            elif n == "select":
+                if element is None:
+                    return "select: no element under the point"
+                handle = await page.evaluate_handle("id => window.__synth.byId(id)", element.id)
+                target = handle.as_element()
+                if target is None:
+                    return f"select: element [{element.id}] is gone"
+                await target.select_option(action.text or "")
+            elif n == "navigate":
+                await page.goto(action.text or "", wait_until="load")
+            elif n == "go_back":
+                await page.go_back(wait_until="load")
+            # answer / done change nothing on the page.
+        except PlaywrightError as e:
+            if page.is_closed():
+                raise EpisodeError(f"page closed during {action.name}: {_first_line(e)}") from e
+            return f"{action.name} failed: {_first_line(e)}"
+        return None
+
+    # ---------------------------------------------------------------- conveniences
+
+    def _target(self, target: Element | int | tuple[float, float]) -> dict[str, Any]:
+        if isinstance(target, Element):
+            return {"element_id": target.id}
+        if isinstance(target, int):
+            return {"element_id": target}
+        x, y = target
+        return {"x": x, "y": y}
+
+    async def click(self, target: Element | int | tuple[float, float]) -> Observation:
+        return await self.step(Action(name="click", **self._target(target)))
+
+    async def double_click(self, target: Element | int | tuple[float, float]) -> Observation:
+        return await self.step(Action(name="double_click", **self._target(target)))
+
+    async def right_click(self, target: Element | int | tuple[float, float]) -> Observation:
+        return await self.step(Action(name="right_click", **self._target(target)))
+
+    async def hover(self, target: Element | int | tuple[float, float]) -> Observation:
+        return await self.step(Action(name="hover", **self._target(target)))
+
+    async def type(self, text: str) -> Observation:
+        return await self.step(Action(name="type", text=text))
+
+    async def press(self, key: str) -> Observation:
+        return await self.step(Action(name="press", key=key))
+
+    async def select(self, target: Element | int, option: str) -> Observation:
+        return await self.step(Action(name="select", text=option, **self._target(target)))
+
+    async def scroll(self, dy: float, dx: float = 0.0, at: tuple[float, float] | None = None) -> Observation:
+        where = {"x": at[0], "y": at[1]} if at else {}
+        return await self.step(Action(name="scroll", dx=dx, dy=dy, **where))
+
+    async def drag(self, source: Element | tuple[float, float], target: Element | tuple[float, float]) -> Observation:
+        def point(t: Element | tuple[float, float]) -> tuple[float, float]:
+            if isinstance(t, Element):
+                return self.obs.normalise(*t.box.center)
+            return t
+
+        (x, y), (x2, y2) = point(source), point(target)
+        return await self.step(Action(name="drag", x=x, y=y, x2=x2, y2=y2))
+
+    async def navigate(self, url: str) -> Observation:
+        return await self.step(Action(name="navigate", text=url))
+
+    async def go_back(self) -> Observation:
+        return await self.step(Action(name="go_back"))
+
+    async def submit_answer(self, text: str) -> Observation:
+        return await self.step(Action(name="answer", text=text))
+
+    async def done(self) -> Observation:
+        return await self.step(Action(name="done"))
+
+    async def wait(self, ms: float) -> Observation:
+        """Let the page settle (animations, delayed content) and observe again.
+        Not an action: nothing is recorded."""
+        await asyncio.sleep(ms / 1000)
+        self.obs = await self.observe()
+        return self.obs
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -1,0 +1,89 @@
+"""One episode, start to verdict, the same for every source.
+
+`run_episode` resets a BrowserEnv on the task, lets a policy drive it, judges
+the page at the end and returns the Trajectory. Whatever goes wrong (a solver
+exception, a crashed page, a timeout) ends as a rejected trajectory carrying
+the error and the steps made so far; it never escapes to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from typing import Awaitable, Callable
+
+from synth import __version__
+from synth.env import BrowserEnv
+from synth.judges import JudgeContext, run_judge
+from synth.schema import Observation, Task, Trajectory, Verdict, trajectory_id
+
+Policy = Callable[[BrowserEnv, Observation], Awaitable[None]]
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, asyncio.TimeoutError):
+        return "timed out"
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
+    return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}{where}"
+
+
+async def run_episode(
+    env: BrowserEnv,
+    task: Task,
+    policy: Policy,
+    *,
+    source: str,
+    source_detail: str,
+    run_id: str = "",
+    timeout_s: float = 120.0,
+    attempt: int = 0,
+) -> Trajectory:
+    started_at, t0 = time.time(), time.perf_counter()
+    error: str | None = None
+    verdict = Verdict(passed=False, reason="not judged")
+    final_url = ""
+    try:
+        try:
+            obs = await env.reset(task)
+            await asyncio.wait_for(policy(env, obs), timeout_s)
+        except Exception as e:  # noqa: BLE001 - any failure becomes the record's error
+            error = f"{source} {source_detail}: {_describe(e)}"
+        if env.page is not None and not env.page.is_closed():
+            final_url = env.page.url
+            try:
+                verdict = await run_judge(
+                    task.judge,
+                    JudgeContext(page=env.page, site=env.site, task=task, answer=env.answer, final_url=final_url),
+                )
+            except Exception as e:  # noqa: BLE001
+                verdict = Verdict(passed=False, reason=f"judge {task.judge.type} failed: {_describe(e)}")
+    finally:
+        await env.close()
+    accepted = verdict.passed and error is None
+    reason = None
+    if not accepted:
+        reason = f"error: {error}" if error else f"judge: {verdict.reason}"
+    return Trajectory(
+        trajectory_id=trajectory_id(task.task_id, source, source_detail, attempt),
+        task_id=task.task_id,
+        template_id=task.template_id,
+        site=task.site,
+        seed=task.seed,
+        source=source,
+        source_detail=source_detail,
+        instruction=env.instruction or task.instruction or "",
+        start_url=env.steps[0].observation.url if env.steps else "",
+        final_url=final_url,
+        steps=env.steps,
+        answer=env.answer,
+        verdict=verdict,
+        error=error,
+        status="accepted" if accepted else "rejected",
+        reject_reason=reason,
+        started_at=started_at,
+        duration_s=time.perf_counter() - t0,
+        run_id=run_id,
+        synth_version=__version__,
+    )

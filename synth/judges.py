@@ -1,0 +1,253 @@
+"""Judge functions, a registry keyed by the name templates use.
+
+A judge runs at episode end, while the page is still open, and returns a
+Verdict. It is an async function `judge(ctx, **params)`; the parameters are the
+judge spec's fields in the template (expected values), checked against the
+function's signature when templates load, so a typo fails before anything runs.
+
+    judge: {type: string_match, expected: "42", mode: normalised}
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from playwright.async_api import Page
+
+from synth.schema import JudgeSpec, Task, Verdict
+from synth.sites.base import Site
+
+JudgeFn = Callable[..., Awaitable[Verdict]]
+JUDGES: dict[str, JudgeFn] = {}
+
+
+@dataclass
+class JudgeContext:
+    """What a judge may look at: the live page, the site, the task, the answer."""
+
+    page: Page
+    site: Site
+    task: Task
+    answer: str | None
+    final_url: str
+
+    async def state(self) -> dict[str, Any]:
+        return await self.site.state(self.page, self.task)
+
+
+def register_judge(name: str) -> Callable[[JudgeFn], JudgeFn]:
+    def wrap(fn: JudgeFn) -> JudgeFn:
+        JUDGES[name] = fn
+        return fn
+
+    return wrap
+
+
+def check_spec(spec: JudgeSpec) -> None:
+    """Raise ValueError if the judge is unknown or its parameters do not fit."""
+    if spec.type not in JUDGES:
+        raise ValueError(f"unknown judge {spec.type!r}; known judges: {', '.join(sorted(JUDGES))}")
+    sig = inspect.signature(JUDGES[spec.type])
+    accepted = [p for p in list(sig.parameters)[1:]]
+    unknown = sorted(set(spec.params) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"judge {spec.type!r} has no parameter {', '.join(map(repr, unknown))}; "
+            f"it takes: {', '.join(accepted) or 'nothing'}"
+        )
+    missing = [
+        n
+        for n, p in list(sig.parameters.items())[1:]
+        if p.default is inspect.Parameter.empty and n not in spec.params
+    ]
+    if missing:
+        raise ValueError(f"judge {spec.type!r} needs {', '.join(missing)}")
+    if spec.type == "all_of":
+        for sub in spec.params.get("judges", []):
+            check_spec(JudgeSpec.model_validate(sub))
+
+
+async def run_judge(spec: JudgeSpec, ctx: JudgeContext) -> Verdict:
+    return await JUDGES[spec.type](ctx, **spec.params)
+
+
+# ---------------------------------------------------------------- MiniWoB++
+
+
+@register_judge("miniwob_reward")
+async def miniwob_reward(ctx: JudgeContext, min_reward: float = 1.0) -> Verdict:
+    """MiniWoB's own reward code decides. Reads the raw reward
+    (WOB_RAW_REWARD_GLOBAL), not the time-discounted one: how fast a solver
+    clicked says nothing about whether the trajectory is right."""
+    from synth.sites.miniwob import reward_state
+
+    s = await reward_state(ctx.page)
+    if not s["done"]:
+        return Verdict(passed=False, score=0.0, reason="MiniWoB episode did not end (no reward given)")
+    passed = s["raw_reward"] >= min_reward
+    why = f"MiniWoB raw reward {s['raw_reward']:g}" + (f" ({s['reason']})" if s["reason"] else "")
+    return Verdict(passed=passed, score=s["raw_reward"], reason=why)
+
+
+# ---------------------------------------------------------------- answers
+
+_NUMBER = re.compile(r"^[-+]?[$€£¥]?\s*[-+]?\d[\d,\s]*(\.\d+)?%?$")
+
+
+def normalise_text(text: str) -> str:
+    """Fold the differences that make exact matching reject right answers:
+    case, accents, spacing, quotes, trailing punctuation, currency signs and
+    thousands separators in numbers ("$1,000.00" == "1000"), and plural -s
+    ("racing cars" == "Racing car")."""
+    t = unicodedata.normalize("NFKC", text).strip().lower()
+    t = t.strip("\"'`“”‘’ ")
+    t = re.sub(r"[.!?;:,]+$", "", t).strip()
+    if _NUMBER.match(t):
+        digits = re.sub(r"[$€£¥%,\s]", "", t)
+        try:
+            value = float(digits)
+        except ValueError:
+            pass
+        else:
+            return f"{value:g}" if value != int(value) else str(int(value))
+    words = re.findall(r"[\w']+", t)
+    return " ".join(_singular(w) for w in words)
+
+
+def _singular(word: str) -> str:
+    if len(word) > 3 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+@register_judge("string_match")
+async def string_match(
+    ctx: JudgeContext,
+    expected: str | list[str],
+    mode: Literal["exact", "must_include", "normalised"] = "normalised",
+) -> Verdict:
+    """The agent's answer against the expected value(s).
+
+    exact: equal after stripping whitespace. normalised: equal after
+    `normalise_text`. must_include: every expected string occurs in the answer
+    (normalised). A list for exact/normalised means any one may match."""
+    if ctx.answer is None:
+        return Verdict(passed=False, reason="no answer was given")
+    wanted = [expected] if isinstance(expected, str) else list(expected)
+    got = ctx.answer
+    if mode == "exact":
+        ok = got.strip() in [w.strip() for w in wanted]
+    elif mode == "normalised":
+        ok = normalise_text(got) in [normalise_text(w) for w in wanted]
+    elif mode == "must_include":
+        g = normalise_text(got)
+        ok = all(normalise_text(w) in g for w in wanted)
+    else:
+        raise ValueError(f"string_match: unknown mode {mode!r} (exact, must_include, normalised)")
+    return Verdict(
+        passed=ok, score=float(ok), reason=f"answer {got!r} {'matches' if ok else 'does not match'} {mode} {wanted!r}"
+    )
+
+
+# ---------------------------------------------------------------- URLs
+
+
+@register_judge("url_match")
+async def url_match(
+    ctx: JudgeContext,
+    path: str | None = None,
+    query: dict[str, str | list[str]] | None = None,
+    ignore_extra_query: bool = True,
+) -> Verdict:
+    """The final URL's path equals `path` (not a prefix: /cart does not match
+    /cart/checkout) and its query has the given parameters."""
+    final = urlsplit(ctx.final_url)
+    problems = []
+    if path is not None and final.path.rstrip("/") != path.rstrip("/"):
+        problems.append(f"path {final.path!r} != {path!r}")
+    if query is not None:
+        got = parse_qs(final.query)
+        for key, want in query.items():
+            want_list = [want] if isinstance(want, str) else list(want)
+            if sorted(got.get(key, [])) != sorted(map(str, want_list)):
+                problems.append(f"query {key}={got.get(key)} != {want_list}")
+        if not ignore_extra_query:
+            extra = set(got) - set(query)
+            if extra:
+                problems.append(f"unexpected query parameters {sorted(extra)}")
+    ok = not problems
+    return Verdict(passed=ok, score=float(ok), reason=f"final URL {ctx.final_url}: " + ("; ".join(problems) or "matches"))
+
+
+# ---------------------------------------------------------------- site state
+
+
+def json_path(doc: Any, path: str) -> list[Any]:
+    """Values at a small JSONPath subset: `$.a.b`, `a[0]`, `a[*].b`, `a[-1]`."""
+    tokens = re.findall(r"\.?([^.\[\]]+)|\[(\*|-?\d+)\]", path.removeprefix("$"))
+    values = [doc]
+    for key, index in tokens:
+        nxt: list[Any] = []
+        for v in values:
+            if key:
+                if isinstance(v, dict) and key in v:
+                    nxt.append(v[key])
+            elif index == "*":
+                if isinstance(v, list):
+                    nxt.extend(v)
+                elif isinstance(v, dict):
+                    nxt.extend(v.values())
+            elif isinstance(v, list):
+                i = int(index)
+                if -len(v) <= i < len(v):
+                    nxt.append(v[i])
+        values = nxt
+    return values
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return normalise_text(a) == normalise_text(b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b) < 1e-6
+    return a == b
+
+
+@register_judge("state_match")
+async def state_match(
+    ctx: JudgeContext,
+    path: str,
+    expected: Any = None,
+    mode: Literal["any", "all", "none", "count"] = "any",
+    count: int | None = None,
+) -> Verdict:
+    """The site's JSON state at `path` against `expected`: any value equals it,
+    all values equal it, none does, or (count) exactly `count` values exist."""
+    values = json_path(await ctx.state(), path)
+    if mode == "count":
+        ok = len(values) == (count if count is not None else expected)
+    elif mode == "any":
+        ok = any(_same(v, expected) for v in values)
+    elif mode == "all":
+        ok = bool(values) and all(_same(v, expected) for v in values)
+    elif mode == "none":
+        ok = not any(_same(v, expected) for v in values)
+    else:
+        raise ValueError(f"state_match: unknown mode {mode!r} (any, all, none, count)")
+    shown = values if len(values) <= 5 else values[:5] + ["..."]
+    return Verdict(passed=ok, score=float(ok), reason=f"state {path} = {shown!r}; {mode} {expected!r}: {'ok' if ok else 'no'}")
+
+
+@register_judge("all_of")
+async def all_of(ctx: JudgeContext, judges: list[dict[str, Any]]) -> Verdict:
+    """Every listed judge must pass; the reasons are joined."""
+    verdicts = [await run_judge(JudgeSpec.model_validate(j), ctx) for j in judges]
+    ok = all(v.passed for v in verdicts)
+    return Verdict(passed=ok, score=float(ok), reason=" & ".join(v.reason for v in verdicts))

@@ -1,0 +1,269 @@
+// synth's in-page helper, installed in every document by BrowserEnv
+// (context.add_init_script). It keeps element ids stable for the life of a
+// document, takes the compact accessibility snapshot, and resolves an action's
+// target (by id or by point) in one round trip.
+(() => {
+  if (window.__synth) return;
+  const ids = new WeakMap();
+  const nodes = new Map();
+  let next = 1;
+
+  const INTERACTIVE = new Set([
+    "A", "BUTTON", "INPUT", "SELECT", "TEXTAREA", "SUMMARY", "LABEL", "IMG",
+    "SVG", "CANVAS", "VIDEO", "IFRAME", "OPTION",
+  ]);
+  const HEADINGS = new Set(["H1", "H2", "H3", "H4", "H5", "H6"]);
+  const TAG_ROLES = {
+    BUTTON: "button", SELECT: "combobox", TEXTAREA: "textbox", OPTION: "option",
+    IMG: "img", SVG: "img", UL: "list", OL: "list", LI: "listitem", TABLE: "table",
+    TR: "row", TD: "cell", TH: "columnheader", LABEL: "label", NAV: "navigation",
+    FORM: "form", P: "paragraph", SUMMARY: "button", DIALOG: "dialog", CANVAS: "canvas",
+    MAIN: "main", HEADER: "banner", FOOTER: "contentinfo", ASIDE: "complementary",
+  };
+  const INPUT_ROLES = {
+    checkbox: "checkbox", radio: "radio", submit: "button", button: "button",
+    reset: "button", image: "button", range: "slider", search: "searchbox",
+    number: "spinbutton",
+  };
+  const FULL_TEXT_ROLES = new Set([
+    "link", "button", "option", "heading", "label", "listitem", "cell",
+    "columnheader", "tab", "menuitem", "treeitem",
+  ]);
+
+  const clean = (s, n = 120) => (s || "").replace(/\s+/g, " ").trim().slice(0, n);
+
+  function idOf(el) {
+    let id = ids.get(el);
+    if (id === undefined) {
+      id = next++;
+      ids.set(el, id);
+      nodes.set(id, el);
+    }
+    return id;
+  }
+
+  function role(el) {
+    const explicit = el.getAttribute("role");
+    if (explicit) return explicit.split(" ")[0];
+    const tag = el.tagName;
+    if (tag === "A") return el.hasAttribute("href") ? "link" : "generic";
+    if (tag === "INPUT") return INPUT_ROLES[el.type] || "textbox";
+    if (tag === "SELECT" && el.multiple) return "listbox";
+    if (HEADINGS.has(tag)) return "heading";
+    return TAG_ROLES[tag] || (ownText(el) ? "text" : "generic");
+  }
+
+  function ownText(el) {
+    let t = "";
+    for (const c of el.childNodes) if (c.nodeType === 3) t += c.data;
+    return clean(t);
+  }
+
+  function name(el, r) {
+    const aria = el.getAttribute("aria-label");
+    if (aria) return clean(aria);
+    const by = el.getAttribute("aria-labelledby");
+    if (by) {
+      const t = by.split(/\s+/).map((i) => document.getElementById(i)).filter(Boolean)
+        .map((e) => e.innerText).join(" ");
+      if (t.trim()) return clean(t);
+    }
+    const tag = el.tagName;
+    if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") {
+      if (el.labels && el.labels.length) return clean(el.labels[0].innerText);
+      const prev = el.previousElementSibling;
+      if (prev && prev.tagName === "LABEL" && !prev.htmlFor) return clean(prev.innerText);
+      if (tag === "INPUT" && ["submit", "button", "reset"].includes(el.type)) return clean(el.value);
+      return clean(el.getAttribute("placeholder") || el.getAttribute("title") || "");
+    }
+    if (tag === "IMG") return clean(el.getAttribute("alt") || el.getAttribute("title") || "");
+    if (FULL_TEXT_ROLES.has(r)) return clean(el.innerText || el.textContent);
+    // Text with inline markup ("Enter <b>bob</b> ...") reads as one sentence.
+    if (ownText(el)) return clean(el.innerText || el.textContent, 200);
+    return clean(el.getAttribute("title") || "");
+  }
+
+  function value(el) {
+    const tag = el.tagName;
+    if (tag === "SELECT") {
+      const o = el.options[el.selectedIndex];
+      return o ? clean(o.text) : "";
+    }
+    if (tag === "TEXTAREA") return el.value;
+    if (tag === "INPUT" && !["checkbox", "radio", "submit", "button", "reset"].includes(el.type)) {
+      return el.type === "password" ? "*".repeat(el.value.length) : el.value;
+    }
+    return null;
+  }
+
+  function keep(el, rect) {
+    if (INTERACTIVE.has(el.tagName.toUpperCase())) return true;
+    if (el.hasAttribute("role") || el.hasAttribute("tabindex") || el.hasAttribute("onclick")) return true;
+    if (el.isContentEditable || HEADINGS.has(el.tagName)) return true;
+    if (ownText(el)) return true;
+    if (el.childElementCount === 0 && (el.id || el.className)) return true;
+    return false;
+  }
+
+  function visible(el, rect) {
+    if (rect.width <= 0 || rect.height <= 0) return false;
+    const s = getComputedStyle(el);
+    return s.visibility !== "hidden" && s.display !== "none";
+  }
+
+  const intersects = (r, a) =>
+    r.right > a.x && r.bottom > a.y && r.left < a.x + a.width && r.top < a.y + a.height;
+
+  function info(el, parent, rect, withSelector) {
+    const r = role(el);
+    const v = value(el);
+    const checkable = el.tagName === "INPUT" && (el.type === "checkbox" || el.type === "radio");
+    return {
+      id: idOf(el),
+      parent: parent,
+      tag: el.tagName.toLowerCase(),
+      role: r,
+      name: name(el, r),
+      value: v,
+      checked: checkable ? el.checked : null,
+      focused: document.activeElement === el,
+      html_id: el.id || "",
+      html_class: typeof el.className === "string" ? el.className : (el.getAttribute("class") || ""),
+      box: { x: rect.left, y: rect.top, width: rect.width, height: rect.height },
+      selector: withSelector ? selector(el) : "",
+    };
+  }
+
+  function selector(el) {
+    const parts = [];
+    for (let e = el; e && e.nodeType === 1 && e !== document.documentElement; e = e.parentElement) {
+      if (e.id && document.querySelectorAll("#" + CSS.escape(e.id)).length === 1) {
+        parts.unshift("#" + CSS.escape(e.id));
+        break;
+      }
+      let part = e.tagName.toLowerCase();
+      const parent = e.parentElement;
+      if (parent) {
+        const same = Array.from(parent.children).filter((c) => c.tagName === e.tagName);
+        if (same.length > 1) part += `:nth-of-type(${same.indexOf(e) + 1})`;
+      }
+      parts.unshift(part);
+    }
+    return parts.join(" > ");
+  }
+
+  function snapshot(area, maxElements) {
+    const out = [];
+    const walk = (el, parentId) => {
+      if (out.length >= maxElements) return;
+      const rect = el.getBoundingClientRect();
+      let myId = parentId;
+      if (el.tagName === "SELECT") {
+        if (visible(el, rect) && intersects(rect, area)) {
+          const sel = info(el, parentId, rect, false);
+          out.push(sel);
+          for (const o of el.options) {
+            const oi = info(o, sel.id, rect, false);
+            oi.checked = null;
+            oi.value = o.value;
+            out.push(oi);
+          }
+        }
+        return;
+      }
+      const s = getComputedStyle(el);
+      if (s.display === "none") return;
+      if (rect.width > 0 && rect.height > 0 && s.visibility !== "hidden" &&
+          intersects(rect, area) && keep(el, rect)) {
+        const i = info(el, parentId, rect, false);
+        out.push(i);
+        myId = i.id;
+      }
+      for (const c of el.children) walk(c, myId);
+    };
+    if (document.body) walk(document.body, null);
+    return { title: document.title, url: location.href, elements: out };
+  }
+
+  function keptAncestor(el) {
+    for (let e = el; e && e.nodeType === 1; e = e.parentElement) {
+      const rect = e.getBoundingClientRect();
+      if (keep(e, rect) && visible(e, rect)) return e;
+    }
+    return el;
+  }
+
+  function parentIdOf(el) {
+    for (let e = el.parentElement; e; e = e.parentElement) if (ids.has(e)) return ids.get(e);
+    return null;
+  }
+
+  function scrollable(el) {
+    for (let e = el.parentElement; e && e !== document.body; e = e.parentElement) {
+      const s = getComputedStyle(e);
+      if (/(auto|scroll)/.test(s.overflowY + s.overflowX) &&
+          (e.scrollHeight > e.clientHeight || e.scrollWidth > e.clientWidth)) return e;
+    }
+    return null;
+  }
+
+  // How to bring `rect` into `area`: wheel deltas and the point to wheel at
+  // (inside the element's scroll container), or null when it is already in.
+  function scrollNeeded(el, rect, area) {
+    const inside = rect.top >= area.y && rect.bottom <= area.y + area.height &&
+      rect.left >= area.x && rect.right <= area.x + area.width;
+    if (inside) return null;
+    const box = scrollable(el);
+    let view = { x: area.x, y: area.y, width: area.width, height: area.height };
+    if (box) {
+      const b = box.getBoundingClientRect();
+      const x0 = Math.max(b.left, area.x), y0 = Math.max(b.top, area.y);
+      const x1 = Math.min(b.right, area.x + area.width), y1 = Math.min(b.bottom, area.y + area.height);
+      if (x1 > x0 && y1 > y0) view = { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
+    }
+    const cx = view.x + view.width / 2, cy = view.y + view.height / 2;
+    return {
+      x: cx, y: cy,
+      dx: rect.width > view.width ? 0 : Math.round(rect.left + rect.width / 2 - cx),
+      dy: Math.round(rect.top + Math.min(rect.height, view.height) / 2 - cy),
+    };
+  }
+
+  // Resolve the target of an action: by element id (aim at its centre; if it
+  // is outside the observed area, say how to scroll to it), by point (the
+  // element under it), or the focused element (keyboard actions).
+  function resolve(req) {
+    let el, x, y;
+    if (req.id !== null && req.id !== undefined) {
+      el = nodes.get(req.id);
+      if (!el || !el.isConnected) return { error: `element [${req.id}] is not on the page any more` };
+      let rect = el.getBoundingClientRect();
+      if (el.tagName === "OPTION" && el.closest("select")) rect = el.closest("select").getBoundingClientRect();
+      if (rect.width <= 0 || rect.height <= 0) return { error: `element [${req.id}] is not visible` };
+      const scroll = req.area ? scrollNeeded(el, rect, req.area) : null;
+      if (scroll && (scroll.dx || scroll.dy)) return { scroll };
+      x = rect.left + rect.width / 2;
+      y = rect.top + rect.height / 2;
+    } else if (req.focused) {
+      el = document.activeElement;
+      if (!el || el === document.body) return { element: null };
+      const rect = el.getBoundingClientRect();
+      return { element: info(el, parentIdOf(el), rect, true) };
+    } else {
+      x = req.x;
+      y = req.y;
+      const hit = document.elementFromPoint(x, y);
+      if (!hit) return { x, y, element: null };
+      el = keptAncestor(hit);
+    }
+    const rect = el.getBoundingClientRect();
+    return { x, y, element: info(el, parentIdOf(el), rect, true) };
+  }
+
+  function byId(id) {
+    const el = nodes.get(id);
+    return el && el.isConnected ? el : null;
+  }
+
+  window.__synth = { snapshot, resolve, byId };
+})();

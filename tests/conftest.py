@@ -1,0 +1,56 @@
+"""Shared fixtures: one real Chromium for the session, MiniWoB++ tasks."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import async_playwright
+
+from synth.env import BrowserConfig, BrowserEnv, launch_browser
+from synth.schema import JudgeSpec, Task, stable_id
+from synth.sites import get_site
+
+
+@pytest_asyncio.fixture(scope="session")
+async def browser():
+    async with async_playwright() as p:
+        b = await launch_browser(p, BrowserConfig())
+        yield b
+        await b.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def miniwob_site():
+    site = get_site("miniwob")
+    await site.start()
+    return site
+
+
+@pytest_asyncio.fixture
+async def env(browser, miniwob_site):
+    e = BrowserEnv(browser, miniwob_site)
+    yield e
+    await e.close()
+
+
+def miniwob_task(name: str, seed: int = 0, solver: str | None = None) -> Task:
+    template_id = f"miniwob/{name}"
+    return Task(
+        task_id=stable_id("task", template_id, {"task": name}, seed),
+        template_id=template_id,
+        site="miniwob",
+        params={"task": name},
+        judge=JudgeSpec(type="miniwob_reward"),
+        solver=solver,
+        seed=seed,
+    )
+
+
+@pytest.fixture
+def make_task():
+    return miniwob_task
