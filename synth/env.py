@@ -121,6 +121,7 @@ class BrowserEnv:
         self.task: Task | None = None
         self.instruction = ""
         self.area: Box | None = None
+        self.root: str | None = None
         self.steps: list[Step] = []
         self.answer: str | None = None
         self.finished = False
@@ -145,7 +146,7 @@ class BrowserEnv:
         self.page = await self.context.new_page()
         setup = await self.site.setup(self.page, task)
         self.instruction = task.instruction or setup.instruction
-        self.area = setup.area
+        self.area, self.root = setup.area, setup.root
         self.obs = await self.observe()
         return self.obs
 
@@ -171,8 +172,8 @@ class BrowserEnv:
         area = self._area()
         try:
             snap = await page.evaluate(
-                "([a, n]) => window.__synth.snapshot(a, n)",
-                [area.model_dump(), self.config.max_elements],
+                "([a, n, r]) => window.__synth.snapshot(a, n, r)",
+                [area.model_dump(), self.config.max_elements, self.root],
             )
             shot = None
             if self.config.screenshots:
@@ -239,12 +240,12 @@ class BrowserEnv:
         """Fill in coordinates (normalised) and the element under them."""
         pointer = action.name in POINTER_ACTIONS
         if action.name in ("type", "press"):
-            req: dict[str, Any] = {"focused": True}
+            req: dict[str, Any] = {"focused": True, "area": obs.area.model_dump()}
         elif pointer and action.element_id is not None:
             req = {"id": action.element_id, "area": obs.area.model_dump()}
         elif (pointer or action.name == "scroll") and action.x is not None and action.y is not None:
             px, py = obs.denormalise(action.x, action.y)
-            req = {"x": px, "y": py}
+            req = {"x": px, "y": py, "area": obs.area.model_dump()}
         elif pointer:
             return Resolved(action, error=f"{action.name} needs element_id or x/y")
         else:

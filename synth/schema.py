@@ -78,6 +78,8 @@ class Element(BaseModel):
     html_id: str = ""
     html_class: str = ""
     box: Box
+    in_view: bool = True
+    """Inside the observed area (the screenshot); off-screen ones need a scroll."""
     selector: str = ""
 
     def line(self) -> str:
@@ -93,6 +95,8 @@ class Element(BaseModel):
             parts.append("checked" if self.checked else "unchecked")
         if self.focused:
             parts.append("focused")
+        if not self.in_view:
+            parts.append("(off-screen)")
         return " ".join(parts)
 
 
@@ -294,6 +298,7 @@ ELEMENT = pa.struct(
         ("html_id", pa.string()),
         ("html_class", pa.string()),
         ("box", BOX),
+        ("in_view", pa.bool_()),
         ("selector", pa.string()),
     ]
 )

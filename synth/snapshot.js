@@ -114,7 +114,7 @@
   const intersects = (r, a) =>
     r.right > a.x && r.bottom > a.y && r.left < a.x + a.width && r.top < a.y + a.height;
 
-  function info(el, parent, rect, withSelector) {
+  function info(el, parent, rect, withSelector, area) {
     const r = role(el);
     const v = value(el);
     const checkable = el.tagName === "INPUT" && (el.type === "checkbox" || el.type === "radio");
@@ -130,6 +130,7 @@
       html_id: el.id || "",
       html_class: typeof el.className === "string" ? el.className : (el.getAttribute("class") || ""),
       box: { x: rect.left, y: rect.top, width: rect.width, height: rect.height },
+      in_view: area ? intersects(rect, area) : true,
       selector: withSelector ? selector(el) : "",
     };
   }
@@ -152,18 +153,20 @@
     return parts.join(" > ");
   }
 
-  function snapshot(area, maxElements) {
+  // Every visible element worth naming under `root` (the whole document by
+  // default), in document order, each flagged with whether it is in `area`.
+  function snapshot(area, maxElements, rootSelector) {
     const out = [];
     const walk = (el, parentId) => {
       if (out.length >= maxElements) return;
       const rect = el.getBoundingClientRect();
       let myId = parentId;
       if (el.tagName === "SELECT") {
-        if (visible(el, rect) && intersects(rect, area)) {
-          const sel = info(el, parentId, rect, false);
+        if (visible(el, rect)) {
+          const sel = info(el, parentId, rect, false, area);
           out.push(sel);
           for (const o of el.options) {
-            const oi = info(o, sel.id, rect, false);
+            const oi = info(o, sel.id, rect, false, area);
             oi.checked = null;
             oi.value = o.value;
             out.push(oi);
@@ -173,15 +176,15 @@
       }
       const s = getComputedStyle(el);
       if (s.display === "none") return;
-      if (rect.width > 0 && rect.height > 0 && s.visibility !== "hidden" &&
-          intersects(rect, area) && keep(el, rect)) {
-        const i = info(el, parentId, rect, false);
+      if (rect.width > 0 && rect.height > 0 && s.visibility !== "hidden" && keep(el, rect)) {
+        const i = info(el, parentId, rect, false, area);
         out.push(i);
         myId = i.id;
       }
       for (const c of el.children) walk(c, myId);
     };
-    if (document.body) walk(document.body, null);
+    const root = (rootSelector && document.querySelector(rootSelector)) || document.body;
+    if (root) walk(root, null);
     return { title: document.title, url: location.href, elements: out };
   }
 
@@ -248,7 +251,7 @@
       el = document.activeElement;
       if (!el || el === document.body) return { element: null };
       const rect = el.getBoundingClientRect();
-      return { element: info(el, parentIdOf(el), rect, true) };
+      return { element: info(el, parentIdOf(el), rect, true, req.area) };
     } else {
       x = req.x;
       y = req.y;
@@ -257,7 +260,7 @@
       el = keptAncestor(hit);
     }
     const rect = el.getBoundingClientRect();
-    return { x, y, element: info(el, parentIdOf(el), rect, true) };
+    return { x, y, element: info(el, parentIdOf(el), rect, true, req.area) };
   }
 
   function byId(id) {

@@ -23,6 +23,8 @@ class Setup:
     instruction: str
     area: Box | None = None
     """The region to screenshot and normalise against; None means the viewport."""
+    root: str | None = None
+    """CSS selector of the part of the document to snapshot; None means the body."""
 
 
 class Site(ABC):

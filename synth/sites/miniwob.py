@@ -103,7 +103,8 @@ class MiniWoBSite(Site):
             [task.seed, self.episode_max_time_ms],
         )
         x, y, w, h = info["area"]
-        return Setup(instruction=info["utterance"], area=Box(x=x, y=y, width=w, height=h))
+        # #wrap holds the task; outside it are MiniWoB's reward display and timers.
+        return Setup(instruction=info["utterance"], area=Box(x=x, y=y, width=w, height=h), root="#wrap")
 
     async def state(self, page: Page, task: Task) -> dict[str, Any]:
         return await reward_state(page)

@@ -1,0 +1,142 @@
+"""The dataset card (`README.md`) and `manifest.json` written beside the shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from synth import __version__
+from synth.export.shards import ExportStats
+
+CONFIGS = {
+    "trajectories": "One row per trajectory: task, source, instruction, verdict, status and the steps without images.",
+    "steps": "One row per step: the screenshot (an Image) and page state before the action, the action and its target element.",
+}
+LIBRARIES = ("playwright", "ray", "pyarrow", "datasets", "duckdb", "miniwob", "pydantic")
+
+
+def versions() -> dict[str, str]:
+    out = {"synth": __version__, "python": platform.python_version()}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def manifest(name: str, stats: ExportStats, config: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    c = stats.counts
+    accepted = c["status"].get("accepted", 0)
+    return {
+        "name": name,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "run_ids": sorted(stats.run_ids),
+        "trajectories": stats.trajectories,
+        "accepted": accepted,
+        "rejected": c["status"].get("rejected", 0),
+        "steps": stats.steps,
+        "accepted_steps": stats.accepted_steps,
+        "duplicate_ids_skipped": stats.duplicates_skipped,
+        "by_source": dict(c["source"]),
+        "accepted_by_source": dict(c["accepted_by_source"]),
+        "by_template": dict(sorted(c["template"].items())),
+        "accepted_by_template": dict(sorted(c["accepted_by_template"].items())),
+        "by_site": dict(c["site"]),
+        "reject_reasons": dict(c["reject_reason"]),
+        "cost_usd": round(stats.cost_usd, 6),
+        "versions": versions(),
+        "config": config,
+        **(extra or {}),
+    }
+
+
+def card(m: dict[str, Any], license: str = "apache-2.0") -> str:
+    header = {
+        "license": license,
+        "pretty_name": f"synth: {m['name']}",
+        "tags": ["web-agents", "gui-agents", "trajectories", "synthetic", "browser", *sorted(m["by_site"])],
+        "task_categories": ["image-text-to-text"],
+        "size_categories": [_size_category(m["steps"])],
+        "configs": [
+            {
+                "config_name": name,
+                "data_files": [{"split": "train", "path": f"data/{name}/train-*.parquet"}],
+                **({"default": True} if name == "trajectories" else {}),
+            }
+            for name in CONFIGS
+        ],
+    }
+    rows = "\n".join(
+        f"| `{t}` | {n} | {m['accepted_by_template'].get(t, 0)} |" for t, n in m["by_template"].items()
+    )
+    configs = "\n".join(f"- `{k}`: {v}" for k, v in CONFIGS.items())
+    reasons = "\n".join(f"| {r} | {n} |" for r, n in sorted(m["reject_reasons"].items(), key=lambda x: -x[1])) or "| (none) | 0 |"
+    return f"""---
+{yaml.safe_dump(header, sort_keys=False).strip()}
+---
+
+# {m['name']}
+
+Web-agent trajectories made by synth {m['versions']['synth']}:
+each one recorded step by step in a real Chromium (screenshot and accessibility
+snapshot before every action), then judged by the task's own judge. Rejected
+trajectories are kept with their reason; filter on `status = 'accepted'` to train.
+
+## Configs
+
+{configs}
+
+```python
+from datasets import load_dataset
+steps = load_dataset("parquet", data_dir="data/steps", split="train")
+```
+
+## Counts
+
+{m['trajectories']} trajectories ({m['accepted']} accepted, {m['rejected']} rejected), {m['steps']} steps.
+By source: {', '.join(f'{k} {v} ({m["accepted_by_source"].get(k, 0)} accepted)' for k, v in m['by_source'].items())}.
+
+| template | trajectories | accepted |
+|---|---|---|
+{rows}
+
+| rejection reason | trajectories |
+|---|---|
+{reasons}
+
+## How it was made
+
+Sources: programmatic Playwright solvers acting through synth's `BrowserEnv`
+(every action is a trusted mouse or keyboard event; coordinates are normalised
+to the screenshot). MiniWoB++ tasks are judged by MiniWoB's own reward code
+(raw reward, not time-discounted). Runs: {', '.join(m['run_ids'])}.
+
+Versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}.
+
+Pipeline configuration:
+
+```json
+{json.dumps(m['config'], indent=2, default=str)}
+```
+"""
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,54 @@
+"""DuckDB over a run's output: views `trajectories`, `steps` and `staging`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+VIEWS = {
+    "trajectories": "data/trajectories/*.parquet",
+    "steps": "data/steps/*.parquet",
+    "staging": "staging/*.parquet",
+}
+
+
+def connect(out_dir: Path | str) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with a view per table that exists under `out_dir`."""
+    out_dir = Path(out_dir)
+    con = duckdb.connect()
+    made = []
+    for view, pattern in VIEWS.items():
+        if any(out_dir.glob(pattern)):
+            path = str(out_dir / pattern).replace("'", "''")
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{path}')")
+            made.append(view)
+    if not made:
+        raise FileNotFoundError(f"{out_dir}: no shards or staging here; run `synth run PIPELINE` first")
+    return con
+
+
+def stats_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[str], list[tuple]]]:
+    """The tables `synth stats` prints."""
+    queries = {
+        "by source": """
+            SELECT source, count(*) AS trajectories,
+                   count(*) FILTER (status = 'accepted') AS accepted,
+                   round(100.0 * count(*) FILTER (status = 'accepted') / count(*), 1) AS yield_pct,
+                   sum(num_steps) AS steps, round(sum(cost_usd), 4) AS cost_usd
+            FROM trajectories GROUP BY ALL ORDER BY source""",
+        "by template": """
+            SELECT template_id, source, count(*) AS trajectories,
+                   count(*) FILTER (status = 'accepted') AS accepted,
+                   round(avg(num_steps), 2) AS avg_steps
+            FROM trajectories GROUP BY ALL ORDER BY template_id, source""",
+        "by verdict": """
+            SELECT status, verdict.passed AS judge_passed,
+                   coalesce(split_part(reject_reason, ':', 1), '') AS reason, count(*) AS trajectories
+            FROM trajectories GROUP BY ALL ORDER BY trajectories DESC""",
+    }
+    out = {}
+    for title, sql in queries.items():
+        rel = con.sql(sql)
+        out[title] = (rel.columns, rel.fetchall())
+    return out
