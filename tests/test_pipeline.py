@@ -1,0 +1,147 @@
+"""`synth run` end to end: real Ray, real Chromium, real Parquet; kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from synth.pipeline import prepare
+from synth.schema import trajectory_id
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ["click-button", "click-checkboxes", "login-user"]
+
+pytestmark = pytest.mark.slow
+
+
+def write_pipeline(tmp_path: Path, seeds: int, templates: list[str] = TEMPLATES) -> Path:
+    p = tmp_path / "pipeline.yaml"
+    p.write_text(
+        f"""
+name: test
+output_dir: {tmp_path / 'out'}
+tasks:
+  - templates: {ROOT / 'templates/tasks/miniwob.yaml'}
+    include: {json.dumps(templates)}
+    seeds_per_template: {seeds}
+sources:
+  solver: {{actors: 1, contexts_per_actor: 3, num_cpus: 1}}
+ray: {{batch_size: 2, num_cpus: 2}}
+"""
+    )
+    return p
+
+
+def synth(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "synth.cli", *args], capture_output=True, text=True, timeout=600, cwd=ROOT, **kw
+    )
+
+
+def expected_ids(pipeline: Path) -> set[str]:
+    return {trajectory_id(t.task_id, "solver", t.solver) for t in prepare(pipeline).tasks}
+
+
+def shard_ids(out: Path) -> list[str]:
+    return pq.read_table(out / "data/trajectories").column("trajectory_id").to_pylist()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    pipeline = write_pipeline(tmp, seeds=6)
+    result = synth("run", str(pipeline))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return pipeline, tmp / "out", result
+
+
+def test_run_writes_every_task_once(finished_run):
+    pipeline, out, result = finished_run
+    ids = shard_ids(out)
+    assert len(ids) == len(set(ids)) == 18
+    assert set(ids) == expected_ids(pipeline)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["trajectories"] == 18 and m["accepted"] + m["rejected"] == 18
+    assert set(m["by_template"]) == {f"miniwob/{t}" for t in TEMPLATES}
+    assert "accepted" in result.stdout
+
+
+def test_shards_load_with_datasets_offline(finished_run):
+    _, out, _ = finished_run
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    code = f"""
+import json
+from datasets import load_dataset, Image
+steps = load_dataset("parquet", data_dir="{out}/data/steps", split="train")
+assert isinstance(steps.features["screenshot"], Image), steps.features["screenshot"]
+img = steps[0]["screenshot"]
+traj = load_dataset("parquet", data_dir="{out}/data/trajectories", split="train")
+print(json.dumps({{"steps": len(steps), "size": list(img.size), "traj": len(traj),
+                  "action": steps[0]["action_text"], "shards": sorted(p.name for p in __import__("pathlib").Path("{out}/data/steps").iterdir())}}))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["traj"] == 18 and got["steps"] >= 18
+    assert got["size"] == [160, 210]
+    assert got["action"].startswith("pyautogui.")
+    assert got["shards"] == ["train-00000-of-00001.parquet"]
+    card = (out / "README.md").read_text()
+    assert "config_name: steps" in card and "data/steps/train-*.parquet" in card
+
+
+def test_query_answers_sql(finished_run):
+    _, out, _ = finished_run
+    r = synth("query", "select template_id, count(*) as n from trajectories group by 1 order by 1", "-o", str(out), "-f", "json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert rows == [{"template_id": f"miniwob/{t}", "n": 6} for t in sorted(TEMPLATES)]
+    r = synth("query", "select count(*) as n from steps where screenshot.bytes is not null", "-o", str(out), "-f", "csv")
+    assert r.returncode == 0 and int(r.stdout.split()[-1]) >= 18
+    r = synth("query", "select nope from trajectories", "-o", str(out))
+    assert r.returncode == 2 and "query failed" in r.stderr
+    r = synth("stats", str(out))
+    assert r.returncode == 0 and "by template" in r.stdout
+
+
+def test_rerun_of_a_finished_run_changes_nothing(finished_run):
+    pipeline, out, _ = finished_run
+    before = sorted(shard_ids(out))
+    r = synth("run", str(pipeline))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "18 tasks were already done" in r.stderr
+    assert sorted(shard_ids(out)) == before
+
+
+def test_killed_run_resumes_with_the_same_totals(tmp_path):
+    pipeline = write_pipeline(tmp_path, seeds=12)
+    staging = tmp_path / "out/staging"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synth.cli", "run", str(pipeline)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(staging.glob("*.parquet"))) < 3:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver, Ray and the browsers, mid-run
+    proc.wait()
+    partial = list(staging.glob("*.parquet"))
+    assert 3 <= len(partial), "the run finished no batch before the kill"
+    for f in partial:  # every staged file is complete and readable
+        pq.read_table(f)
+    assert not (tmp_path / "out/data").exists() or len(shard_ids(tmp_path / "out")) < 36
+
+    r = synth("run", str(pipeline))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "already done and were skipped" in r.stderr
+    ids = shard_ids(tmp_path / "out")
+    assert len(ids) == len(set(ids)) == 36
+    assert set(ids) == expected_ids(pipeline)
