@@ -56,7 +56,11 @@ def run(
         def show(p: pl.Progress) -> None:
             bar.update(task_bar, total=p.total, completed=p.done, accepted=p.accepted, rejected=p.rejected, rate=p.steps_per_s)
 
-        result = pl.execute(plan, address=address, on_progress=show)
+        try:
+            result = pl.execute(plan, address=address, on_progress=show)
+        except pl.PipelineError as e:
+            bar.stop()
+            fail(f"{e}\nWhat finished is kept in {plan.out_dir}/staging; run the same command to resume.", code=1)
         show(result.progress)
     p = result.progress
     if result.interrupted:

@@ -31,6 +31,13 @@ from synth.schema import Task
 from synth.tasks import tasks_from
 
 
+MAX_BATCH_RETRIES = 3
+
+
+class PipelineError(RuntimeError):
+    """The run cannot go on; the message says why. What is staged is kept."""
+
+
 @dataclass
 class Progress:
     """What the driver reports while it runs (the CLI draws it with rich)."""
@@ -210,23 +217,24 @@ def _drive(
     resources: dict[str, Any] = {"num_cpus": source.num_cpus}
     if source.memory_mb:
         resources["memory"] = source.memory_mb * 2**20
-    actors = [
-        SourceActor.options(**resources).remote(
+    def new_actor(i: int) -> ray.actor.ActorHandle:
+        return SourceActor.options(**resources).remote(
             kind, options, str(staging_dir.resolve()), f"{run_id}-{kind}{i}", source.contexts_per_actor
         )
-        for i in range(source.actors)
-    ]
+
+    actors = [new_actor(i) for i in range(source.actors)]
     size = config.ray.batch_size
     batches = deque(todo[i : i + size] for i in range(0, len(todo), size))
-    in_flight: dict[ray.ObjectRef, tuple[int, list[Task]]] = {}
+    in_flight: dict[ray.ObjectRef, tuple[int, ray.actor.ActorHandle, list[Task]]] = {}
+    failures: dict[str, int] = {}
     seq = 0
 
-    def submit(actor_index: int) -> None:
+    def submit(i: int) -> None:
         nonlocal seq
         if batches:
             batch = batches.popleft()
-            ref = actors[actor_index].run_batch.remote([t.model_dump(mode="json") for t in batch], seq)
-            in_flight[ref] = (actor_index, batch)
+            ref = actors[i].run_batch.remote([t.model_dump(mode="json") for t in batch], seq)
+            in_flight[ref] = (i, actors[i], batch)
             seq += 1
 
     for i in range(len(actors)):
@@ -235,8 +243,26 @@ def _drive(
     try:
         while in_flight:
             ready, _ = ray.wait(list(in_flight), num_returns=1)
-            actor_index, batch = in_flight.pop(ready[0])
-            for summary in ray.get(ready[0]):
+            i, handle, batch = in_flight.pop(ready[0])
+            try:
+                summaries = ray.get(ready[0])
+            except ray.exceptions.RayActorError as e:
+                # The worker died (killed, out of memory): nothing of this batch
+                # was staged, so it goes back on the queue for a new actor.
+                key = batch[0].task_id
+                failures[key] = failures.get(key, 0) + 1
+                if failures[key] > MAX_BATCH_RETRIES:
+                    raise PipelineError(
+                        f"tasks {[t.task_id for t in batch]} lost their worker {failures[key]} times; last: {e}"
+                    ) from None
+                if actors[i] is handle:
+                    actors[i] = new_actor(i)
+                batches.appendleft(batch)
+                submit(i)
+                continue
+            except ray.exceptions.RayTaskError as e:
+                raise PipelineError(f"{kind} worker failed: {e.cause!r}") from None
+            for summary in summaries:
                 progress.done += 1
                 progress.steps += summary["steps"]
                 if summary["status"] == "accepted":
@@ -245,7 +271,7 @@ def _drive(
                     progress.rejected += 1
             if on_progress:
                 on_progress(progress)
-            submit(actor_index)
+            submit(i)
     finally:
         for ref in in_flight:
             ray.cancel(ref, force=False)

@@ -145,3 +145,25 @@ def test_killed_run_resumes_with_the_same_totals(tmp_path):
     ids = shard_ids(tmp_path / "out")
     assert len(ids) == len(set(ids)) == 36
     assert set(ids) == expected_ids(pipeline)
+
+
+def test_killed_worker_is_replaced_and_nothing_is_lost(tmp_path):
+    pipeline = write_pipeline(tmp_path, seeds=10)
+    staging = tmp_path / "out/staging"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synth.cli", "run", str(pipeline)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(staging.glob("*.parquet")):
+        time.sleep(0.2)
+    # the source actor of this run (its process group is the driver's session)
+    pids = subprocess.run(["pgrep", "-s", str(proc.pid), "-f", "ray::SourceActor"], capture_output=True, text=True).stdout.split()
+    assert pids, "no source actor process found"
+    for pid in pids:
+        os.kill(int(pid), signal.SIGKILL)
+    _, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err[-3000:]
+    ids = shard_ids(tmp_path / "out")
+    assert len(ids) == len(set(ids)) == 30
+    assert set(ids) == expected_ids(pipeline)
