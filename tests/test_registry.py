@@ -1,0 +1,42 @@
+"""Registries and the rule that solvers act only through BrowserEnv."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+
+import solvers
+from solvers import SOLVERS, load_all
+from synth.judges import JUDGES
+from synth.tasks import load_templates
+
+
+def test_solvers_never_touch_the_raw_page():
+    """Every solver action must be recorded: no `.page`, `.context` or
+    `.browser` attribute access anywhere in the solver modules."""
+    load_all()
+    modules = {inspect.getmodule(fn) for fn in SOLVERS.values()}
+    offenders = []
+    for module in modules:
+        tree = ast.parse(inspect.getsource(module))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in {"page", "context", "browser"}:
+                offenders.append(f"{module.__name__}:{node.lineno} .{node.attr}")
+    assert not offenders, offenders
+
+
+def test_every_registered_solver_has_a_template():
+    used = {tpl.solver for _, tpl in load_templates("templates/tasks")}
+    load_all()
+    assert set(SOLVERS) <= used, sorted(set(SOLVERS) - used)
+
+
+def test_bundled_judges_are_registered():
+    assert {"miniwob_reward", "string_match", "url_match", "state_match", "all_of"} <= set(JUDGES)
+
+
+def test_duplicate_solver_name_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="registered twice"):
+        solvers.register_solver("miniwob.click-button")(lambda env, obs: None)
