@@ -126,6 +126,7 @@ class BrowserEnv:
         self.answer: str | None = None
         self.finished = False
         self.obs: Observation | None = None
+        self._waited_ms = 0.0
 
     async def __aenter__(self) -> BrowserEnv:
         return self
@@ -139,6 +140,7 @@ class BrowserEnv:
         """Open a fresh context, let the site set the task up, observe."""
         await self.close()
         self.task, self.steps, self.answer, self.finished = task, [], None, False
+        self._waited_ms = 0.0
         self.context = await self.browser.new_context(viewport=self.site.viewport)
         self.context.set_default_timeout(self.config.action_timeout_ms)
         self.context.set_default_navigation_timeout(self.config.navigation_timeout_ms)
@@ -230,8 +232,10 @@ class BrowserEnv:
                 element=resolved.element,
                 error=error,
                 duration_ms=(time.perf_counter() - started) * 1000,
+                waited_ms=self._waited_ms,
             )
         )
+        self._waited_ms = 0.0
         if not self.finished:
             self.obs = await self.observe()
         return self.obs
@@ -385,6 +389,7 @@ class BrowserEnv:
         """Let the page settle (animations, delayed content) and observe again.
         Not an action: nothing is recorded."""
         await asyncio.sleep(ms / 1000)
+        self._waited_ms += ms
         self.obs = await self.observe()
         return self.obs
 

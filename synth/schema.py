@@ -212,6 +212,9 @@ class Step(BaseModel):
     monologue: Monologue | None = None
     error: str | None = None
     duration_ms: float = 0.0
+    waited_ms: float = 0.0
+    """Time the actor let the page settle before this action (env.wait), so a
+    replay can wait the same."""
 
 
 class JudgeSpec(BaseModel):
@@ -341,6 +344,7 @@ STEP = pa.struct(
         ("monologue", MONOLOGUE),
         ("error", pa.string()),
         ("duration_ms", pa.float32()),
+        ("waited_ms", pa.float32()),
     ]
 )
 
