@@ -155,9 +155,13 @@
 
   // Every visible element worth naming under `root` (the whole document by
   // default), in document order, each flagged with whether it is in `area`.
+  // Popups that widgets attach to <body> outside `root` (autocomplete menus,
+  // date pickers, tooltips) are kept too when they are drawn over `area`.
   function snapshot(area, maxElements, rootSelector) {
     const out = [];
-    const walk = (el, parentId) => {
+    // outside: el is outside `root`, and so is kept only if it (or a kept
+    // ancestor of it) is drawn over `area`.
+    const walk = (el, parentId, outside = false) => {
       if (out.length >= maxElements) return;
       const rect = el.getBoundingClientRect();
       let myId = parentId;
@@ -176,15 +180,20 @@
       }
       const s = getComputedStyle(el);
       if (s.display === "none") return;
-      if (rect.width > 0 && rect.height > 0 && s.visibility !== "hidden" && keep(el, rect)) {
+      if (rect.width > 0 && rect.height > 0 && s.visibility !== "hidden" && keep(el, rect) &&
+          (!outside || intersects(rect, area))) {
         const i = info(el, parentId, rect, false, area);
         out.push(i);
         myId = i.id;
+        outside = false;
       }
-      for (const c of el.children) walk(c, myId);
+      for (const c of el.children) walk(c, myId, outside);
     };
     const root = (rootSelector && document.querySelector(rootSelector)) || document.body;
     if (root) walk(root, null);
+    if (root && root !== document.body && document.body && area) {
+      for (const c of document.body.children) if (!c.contains(root)) walk(c, null, true);
+    }
     return { title: document.title, url: location.href, elements: out };
   }
 
@@ -212,10 +221,9 @@
 
   // How to bring `rect` into `area`: wheel deltas and the point to wheel at
   // (inside the element's scroll container), or null when it is already in.
+  // An element whose centre is in view is clicked where it is, as a person
+  // clicks a button that is only a little cut off, without scrolling first.
   function scrollNeeded(el, rect, area) {
-    const inside = rect.top >= area.y && rect.bottom <= area.y + area.height &&
-      rect.left >= area.x && rect.right <= area.x + area.width;
-    if (inside) return null;
     const box = scrollable(el);
     let view = { x: area.x, y: area.y, width: area.width, height: area.height };
     if (box) {
@@ -224,12 +232,46 @@
       const x1 = Math.min(b.right, area.x + area.width), y1 = Math.min(b.bottom, area.y + area.height);
       if (x1 > x0 && y1 > y0) view = { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
     }
+    const mx = rect.left + rect.width / 2, my = rect.top + rect.height / 2;
+    if (mx >= view.x && mx <= view.x + view.width && my >= view.y && my <= view.y + view.height) return null;
     const cx = view.x + view.width / 2, cy = view.y + view.height / 2;
     return {
       x: cx, y: cy,
       dx: rect.width > view.width ? 0 : Math.round(rect.left + rect.width / 2 - cx),
       dy: Math.round(rect.top + Math.min(rect.height, view.height) / 2 - cy),
     };
+  }
+
+  // Where to click `el`: its centre, unless something else (an overlapping
+  // element) is on top there; then the visible point of it nearest the centre,
+  // as a person would click the part of it they can see.
+  function aimPoint(el, rect, area) {
+    const cx = rect.left + rect.width / 2, cy = rect.top + rect.height / 2;
+    const hits = (px, py) => {
+      const h = document.elementFromPoint(px, py);
+      return h !== null && (h === el || el.contains(h));
+    };
+    if (hits(cx, cy)) return [cx, cy];
+    const x0 = Math.max(rect.left, area ? area.x : 0, 0);
+    const y0 = Math.max(rect.top, area ? area.y : 0, 0);
+    const x1 = Math.min(rect.right, area ? area.x + area.width : innerWidth, innerWidth);
+    const y1 = Math.min(rect.bottom, area ? area.y + area.height : innerHeight, innerHeight);
+    const points = [];
+    const n = 8;
+    for (let i = 0; i <= n; i++) {
+      for (let j = 0; j <= n; j++) {
+        // inset by a pixel so a point is never on the element's very edge
+        const px = x0 + 1 + (x1 - x0 - 2) * i / n, py = y0 + 1 + (y1 - y0 - 2) * j / n;
+        points.push([px, py, (px - cx) ** 2 + (py - cy) ** 2]);
+      }
+    }
+    points.sort((a, b) => a[2] - b[2]);
+    // prefer a point a pixel away from any edge of what covers the element
+    const clear = (px, py) => hits(px, py) && hits(px - 1, py - 1) && hits(px + 1, py + 1) &&
+      hits(px - 1, py + 1) && hits(px + 1, py - 1);
+    for (const [px, py] of points) if (clear(px, py)) return [px, py];
+    for (const [px, py] of points) if (hits(px, py)) return [px, py];
+    return [cx, cy];
   }
 
   // Resolve the target of an action: by element id (aim at its centre; if it
@@ -245,8 +287,7 @@
       if (rect.width <= 0 || rect.height <= 0) return { error: `element [${req.id}] is not visible` };
       const scroll = req.area ? scrollNeeded(el, rect, req.area) : null;
       if (scroll && (scroll.dx || scroll.dy)) return { scroll };
-      x = rect.left + rect.width / 2;
-      y = rect.top + rect.height / 2;
+      [x, y] = aimPoint(el.tagName === "OPTION" && el.closest("select") || el, rect, req.area);
     } else if (req.focused) {
       el = document.activeElement;
       if (!el || el === document.body) return { element: null };
