@@ -18,8 +18,9 @@ from synth.config import ConfigError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 tasks_app = typer.Typer(no_args_is_help=True, help="Inspect task templates and their instances.")
 app.add_typer(tasks_app, name="tasks")
-console = Console(stderr=True)
-out = Console()
+# Piped output (CI logs, `| less`) is not cut to rich's 80-column default.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+out = Console(width=None if sys.stdout.isatty() else 160)
 
 DEFAULT_OUT = "out/web"
 

@@ -103,6 +103,10 @@ class EpisodeError(RuntimeError):
     """The episode cannot go on (the page crashed or closed)."""
 
 
+class StepLimitReached(EpisodeError):
+    """The task's `max_steps` were used up before the episode ended."""
+
+
 class BrowserEnv:
     """One episode at a time on one page of a fresh context.
 
@@ -208,6 +212,8 @@ class BrowserEnv:
         if self.finished:
             raise EpisodeError("the episode already ended with answer/done")
         for _ in range(MAX_AUTO_SCROLLS):
+            if self.task is not None and len(self.steps) >= self.task.max_steps:
+                raise StepLimitReached(f"step limit reached: {self.task.max_steps} steps ({self.task.template_id})")
             started = time.perf_counter()
             resolved = await self._resolve(action, self.obs)
             if resolved.scroll is None:

@@ -136,3 +136,14 @@ async def test_timeout_becomes_a_rejected_trajectory(env, make_task):
 
     t = await run_episode(env, make_task("click-button", seed=0), slow, source="solver", source_detail="slow", timeout_s=0.5)
     assert t.status == "rejected" and "timed out" in t.error
+
+
+async def test_max_steps_ends_the_episode(env, make_task):
+    task = make_task("click-checkboxes", seed=0).model_copy(update={"max_steps": 2})
+
+    async def restless(env, obs):
+        while True:
+            obs = await env.click(obs.find_all(role="checkbox")[0])
+
+    t = await run_episode(env, task, restless, source="solver", source_detail="restless")
+    assert len(t.steps) == 2 and t.status == "rejected" and "step limit reached: 2" in t.error
