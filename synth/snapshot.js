@@ -251,7 +251,11 @@
       const h = document.elementFromPoint(px, py);
       return h !== null && (h === el || el.contains(h));
     };
-    if (hits(cx, cy)) return [cx, cy];
+    // prefer a point a few pixels away from any edge of what covers the
+    // element: input hit-testing and elementFromPoint may round differently
+    const clear = (px, py, d) => hits(px, py) && hits(px - d, py - d) && hits(px + d, py + d) &&
+      hits(px - d, py + d) && hits(px + d, py - d);
+    if (clear(cx, cy, 4)) return [cx, cy];
     const x0 = Math.max(rect.left, area ? area.x : 0, 0);
     const y0 = Math.max(rect.top, area ? area.y : 0, 0);
     const x1 = Math.min(rect.right, area ? area.x + area.width : innerWidth, innerWidth);
@@ -266,10 +270,7 @@
       }
     }
     points.sort((a, b) => a[2] - b[2]);
-    // prefer a point a pixel away from any edge of what covers the element
-    const clear = (px, py) => hits(px, py) && hits(px - 1, py - 1) && hits(px + 1, py + 1) &&
-      hits(px - 1, py + 1) && hits(px + 1, py - 1);
-    for (const [px, py] of points) if (clear(px, py)) return [px, py];
+    for (const d of [4, 2]) for (const [px, py] of points) if (clear(px, py, d)) return [px, py];
     for (const [px, py] of points) if (hits(px, py)) return [px, py];
     return [cx, cy];
   }
@@ -287,7 +288,12 @@
       if (rect.width <= 0 || rect.height <= 0) return { error: `element [${req.id}] is not visible` };
       const scroll = req.area ? scrollNeeded(el, rect, req.area) : null;
       if (scroll && (scroll.dx || scroll.dy)) return { scroll };
-      [x, y] = aimPoint(el.tagName === "OPTION" && el.closest("select") || el, rect, req.area);
+      const target = el.tagName === "OPTION" && el.closest("select") || el;
+      [x, y] = aimPoint(target, rect, req.area);
+      // Record what is really under the point: if something covers the
+      // target there, that is what the click will hit.
+      const hit = document.elementFromPoint(x, y);
+      if (hit && hit !== target && !target.contains(hit)) el = keptAncestor(hit);
     } else if (req.focused) {
       el = document.activeElement;
       if (!el || el === document.body) return { element: null };
