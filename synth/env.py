@@ -13,6 +13,7 @@ raises.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import time
@@ -177,9 +178,13 @@ class BrowserEnv:
         page = self._page()
         area = self._area()
         try:
-            snap = await page.evaluate(
-                "([a, n, r]) => window.__synth.snapshot(a, n, r)",
-                [area.model_dump(), self.config.max_elements, self.root],
+            # A JSON string crosses Playwright's protocol far faster than the
+            # same data as an object (bench/record.py: 4 ms against 9 ms).
+            snap = json.loads(
+                await page.evaluate(
+                    "([a, n, r]) => JSON.stringify(window.__synth.snapshot(a, n, r))",
+                    [area.model_dump(), self.config.max_elements, self.root],
+                )
             )
             shot = None
             if self.config.screenshots:
@@ -250,8 +255,9 @@ class BrowserEnv:
         """Fill in coordinates (normalised) and the element under them."""
         pointer = action.name in POINTER_ACTIONS
         if action.name in ("type", "press"):
-            req: dict[str, Any] = {"focused": True, "area": obs.area.model_dump()}
-        elif pointer and action.element_id is not None:
+            # The snapshot taken after the last action already knows the focus.
+            return Resolved(action, next((e for e in obs.elements if e.focused), None))
+        if pointer and action.element_id is not None:
             req = {"id": action.element_id, "area": obs.area.model_dump()}
         elif (pointer or action.name == "scroll") and action.x is not None and action.y is not None:
             px, py = obs.denormalise(action.x, action.y)
@@ -261,7 +267,7 @@ class BrowserEnv:
         else:
             return Resolved(action)
         try:
-            res = await self._page().evaluate("r => window.__synth.resolve(r)", req)
+            res = json.loads(await self._page().evaluate("r => JSON.stringify(window.__synth.resolve(r))", req))
         except PlaywrightError as e:
             raise EpisodeError(f"page is gone: {_first_line(e)}") from e
         if res.get("error"):

@@ -276,8 +276,8 @@
   }
 
   // Resolve the target of an action: by element id (aim at its centre; if it
-  // is outside the observed area, say how to scroll to it), by point (the
-  // element under it), or the focused element (keyboard actions).
+  // is outside the observed area, say how to scroll to it) or by point (the
+  // element under it).
   function resolve(req) {
     let el, x, y;
     if (req.id !== null && req.id !== undefined) {
@@ -294,11 +294,6 @@
       // target there, that is what the click will hit.
       const hit = document.elementFromPoint(x, y);
       if (hit && hit !== target && !target.contains(hit)) el = keptAncestor(hit);
-    } else if (req.focused) {
-      el = document.activeElement;
-      if (!el || el === document.body) return { element: null };
-      const rect = el.getBoundingClientRect();
-      return { element: info(el, parentIdOf(el), rect, true, req.area) };
     } else {
       x = req.x;
       y = req.y;
