@@ -108,6 +108,34 @@ class StepLimitReached(EpisodeError):
     """The task's `max_steps` were used up before the episode ended."""
 
 
+class PagePool:
+    """Idle (context, page) pairs of one browser, per site, for sites that
+    allow `reuse_page`. Only pages whose episode ended cleanly come back."""
+
+    def __init__(self) -> None:
+        self._idle: dict[str, list[tuple[BrowserContext, Page]]] = {}
+
+    def take(self, site: str) -> tuple[BrowserContext, Page] | None:
+        idle = self._idle.get(site)
+        while idle:
+            context, page = idle.pop()
+            if not page.is_closed():
+                return context, page
+        return None
+
+    def give(self, site: str, context: BrowserContext, page: Page) -> None:
+        self._idle.setdefault(site, []).append((context, page))
+
+    async def close(self) -> None:
+        for pairs in self._idle.values():
+            for context, _ in pairs:
+                try:
+                    await context.close()
+                except PlaywrightError:
+                    pass
+        self._idle.clear()
+
+
 class BrowserEnv:
     """One episode at a time on one page of a fresh context.
 
@@ -117,10 +145,14 @@ class BrowserEnv:
         await env.close()
     """
 
-    def __init__(self, browser: Browser, site: Site, config: BrowserConfig | None = None) -> None:
+    def __init__(
+        self, browser: Browser, site: Site, config: BrowserConfig | None = None, pages: PagePool | None = None
+    ) -> None:
         self.browser = browser
         self.site = site
         self.config = config or BrowserConfig()
+        self.pages = pages if site.reuse_page else None
+        self._healthy = False
         self.context: BrowserContext | None = None
         self.page: Page | None = None
         self.task: Task | None = None
@@ -146,24 +178,41 @@ class BrowserEnv:
         await self.close()
         self.task, self.steps, self.answer, self.finished = task, [], None, False
         self._waited_ms = 0.0
-        self.context = await self.browser.new_context(viewport=self.site.viewport)
-        self.context.set_default_timeout(self.config.action_timeout_ms)
-        self.context.set_default_navigation_timeout(self.config.navigation_timeout_ms)
-        await self.context.add_init_script(SNAPSHOT_JS)
-        self.page = await self.context.new_page()
+        reused = self.pages.take(self.site.name) if self.pages is not None else None
+        if reused is not None:
+            self.context, self.page = reused
+            await self.context.clear_cookies()
+        else:
+            self.context = await self.browser.new_context(viewport=self.site.viewport)
+            self.context.set_default_timeout(self.config.action_timeout_ms)
+            self.context.set_default_navigation_timeout(self.config.navigation_timeout_ms)
+            await self.context.add_init_script(SNAPSHOT_JS)
+            self.page = await self.context.new_page()
+        self._healthy = False
         setup = await self.site.setup(self.page, task)
+        self._healthy = True
         self.instruction = task.instruction or setup.instruction
         self.area, self.root = setup.area, setup.root
         self.obs = await self.observe()
         return self.obs
 
+    def discard_page(self) -> None:
+        """Never reuse this episode's page (it ended in an error)."""
+        self._healthy = False
+
     async def close(self) -> None:
-        if self.context is not None:
-            context, self.context, self.page = self.context, None, None
-            try:
-                await context.close()
-            except PlaywrightError:
-                pass  # the browser may already be gone; nothing left to free
+        """End the episode: hand a healthy reusable page back to the pool,
+        otherwise close the context."""
+        if self.context is None:
+            return
+        context, page, self.context, self.page = self.context, self.page, None, None
+        if self.pages is not None and self._healthy and page is not None and not page.is_closed():
+            self.pages.give(self.site.name, context, page)
+            return
+        try:
+            await context.close()
+        except PlaywrightError:
+            pass  # the browser may already be gone; nothing left to free
 
     # ---------------------------------------------------------------- observing
 
@@ -191,6 +240,7 @@ class BrowserEnv:
                 clip = area.model_dump() if self.area is not None else None
                 shot = await page.screenshot(clip=clip, type="png")
         except PlaywrightError as e:
+            self._healthy = False
             raise EpisodeError(f"cannot observe the page: {_first_line(e)}") from e
         return Observation(
             url=snap["url"],
@@ -269,6 +319,7 @@ class BrowserEnv:
         try:
             res = json.loads(await self._page().evaluate("r => JSON.stringify(window.__synth.resolve(r))", req))
         except PlaywrightError as e:
+            self._healthy = False
             raise EpisodeError(f"page is gone: {_first_line(e)}") from e
         if res.get("error"):
             return Resolved(action, error=res["error"])
@@ -337,6 +388,7 @@ class BrowserEnv:
             # answer / done change nothing on the page.
         except PlaywrightError as e:
             if page.is_closed():
+                self._healthy = False
                 raise EpisodeError(f"page closed during {action.name}: {_first_line(e)}") from e
             return f"{action.name} failed: {_first_line(e)}"
         return None

@@ -50,6 +50,7 @@ async def run_episode(
             await asyncio.wait_for(policy(env, obs), timeout_s)
         except Exception as e:  # noqa: BLE001 - any failure becomes the record's error
             error = f"{source} {source_detail}: {_describe(e)}"
+            env.discard_page()
         if env.page is not None and not env.page.is_closed():
             final_url = env.page.url
             try:

@@ -14,7 +14,7 @@ from typing import Any
 
 from playwright.async_api import Browser, Playwright, async_playwright
 
-from synth.env import BrowserConfig, BrowserEnv, launch_browser
+from synth.env import BrowserConfig, BrowserEnv, PagePool, launch_browser
 from synth.episode import run_episode
 from synth.schema import Task, Trajectory
 from synth.sites import Site, get_site
@@ -49,6 +49,7 @@ class BrowserSource(Source):
         self.episode_timeout_s = episode_timeout_s
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
+        self._pages = PagePool()
         self._sites: dict[str, Site] = {}
         self._relaunch = asyncio.Lock()
 
@@ -61,6 +62,7 @@ class BrowserSource(Source):
         costs the episodes that were on it, not the worker)."""
         async with self._relaunch:
             if self._browser is None or not self._browser.is_connected():
+                self._pages = PagePool()  # pages of a dead browser are gone
                 if self._playwright is None:
                     await self.setup()
                 else:
@@ -75,9 +77,10 @@ class BrowserSource(Source):
         return self._sites[name]
 
     async def env(self, task: Task) -> BrowserEnv:
-        return BrowserEnv(await self.browser(), await self.site(task.site), self.browser_config)
+        return BrowserEnv(await self.browser(), await self.site(task.site), self.browser_config, self._pages)
 
     async def teardown(self) -> None:
+        await self._pages.close()
         for site in self._sites.values():
             await site.stop()
         if self._browser is not None:

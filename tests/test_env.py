@@ -147,3 +147,28 @@ async def test_max_steps_ends_the_episode(env, make_task):
 
     t = await run_episode(env, task, restless, source="solver", source_detail="restless")
     assert len(t.steps) == 2 and t.status == "rejected" and "step limit reached: 2" in t.error
+
+
+async def test_reusable_pages_come_back_clean_and_broken_ones_do_not(browser, miniwob_site, make_task):
+    from synth.env import PagePool
+
+    pool = PagePool()
+    env = BrowserEnv(browser, miniwob_site, pages=pool)
+    obs = await env.reset(make_task("login-user", seed=1))
+    await env.page.context.add_cookies([{"name": "leak", "value": "1", "url": obs.url}])
+    await env.click(obs.find(html_id="username"))
+    await env.type("carried-over")
+    first_page = env.page
+    await env.close()
+    obs = await env.reset(make_task("login-user", seed=2))
+    assert env.page is first_page  # the page was reused...
+    assert obs.find(html_id="username").value == ""  # ...with a new document
+    assert await env.page.context.cookies() == []  # and no cookies
+    assert len(env.steps) == 0 and env.instruction != ""
+
+    async def crash(env, obs):
+        raise RuntimeError("boom")
+
+    await run_episode(env, make_task("login-user", seed=3), crash, source="solver", source_detail="crash")
+    assert pool.take("miniwob") is None  # an episode that failed does not give its page back
+    await pool.close()

@@ -30,6 +30,12 @@ class Setup:
 class Site(ABC):
     name: ClassVar[str]
     viewport: ClassVar[dict[str, int]] = {"width": 1280, "height": 720}
+    reuse_page: ClassVar[bool] = False
+    """True when an episode lives entirely in the page's JavaScript, so loading
+    the start page again is a clean start: BrowserEnv may then keep one page
+    per concurrent slot (cookies cleared, a new document each episode) instead
+    of a fresh context, which costs a new renderer process and cold caches.
+    Sites with server-side or stored state leave it False."""
 
     async def start(self) -> None:
         """Start whatever the site needs in this process (servers). Idempotent."""

