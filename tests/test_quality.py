@@ -1,0 +1,71 @@
+"""Quality gates on real recorded trajectories and on synthetic near-duplicates."""
+
+from __future__ import annotations
+
+import random
+
+from solvers import get_solver
+from synth.episode import run_episode
+from synth.quality.consistency import ConsistencyCheck, check
+from synth.quality.dedup import Dedup, near_duplicate_groups, optimal_bands
+from synth.schema import Action
+
+
+async def record(env, make_task, name, seed):
+    return await run_episode(env, make_task(name, seed), get_solver(f"miniwob.{name}"), source="solver",
+                             source_detail=f"miniwob.{name}")
+
+
+async def test_solver_trajectories_raise_no_flags(env, make_task):
+    for name, seed in [("login-user", 0), ("click-checkboxes", 1), ("enter-text", 2)]:
+        t = await record(env, make_task, name, seed)
+        assert t.status == "accepted" and check(t) == [], (name, check(t))
+
+
+async def test_flags_name_what_is_wrong(env, make_task):
+    t = await record(env, make_task, "login-user", 0)
+    click = next(s for s in t.steps if s.action.name == "click")
+    typed = next(s for s in t.steps if s.action.name == "type")
+    # a click whose point is outside the element it claims
+    click.action = click.action.model_copy(update={"x": 0.99, "y": 0.99})
+    typed.action = typed.action.model_copy(update={"text": "hallucinated-value"})
+    t.steps.append(t.steps[-1].model_copy(update={"index": len(t.steps)}))  # same action, same state
+    flags = check(t, max_steps=3)
+    assert {"click_outside_target", "typed_text_ungrounded", "loop", "too_many_steps"} <= set(flags)
+    gate = ConsistencyCheck(max_steps={t.template_id: 3}, ignore=frozenset({"loop"}))
+    (out,) = list(gate([t]))
+    assert "loop" in out.consistency_flags and "loop" not in gate.rejects(out)
+
+
+async def test_exact_duplicates_keep_the_passing_shortest(env, make_task):
+    a = await record(env, make_task, "click-button", 4)
+    b = a.model_copy(deep=True, update={"trajectory_id": "b-copy"})
+    c = a.model_copy(deep=True, update={"trajectory_id": "0-failed"})
+    c.verdict = c.verdict.model_copy(update={"passed": False})
+    other = await record(env, make_task, "login-user", 5)
+    Dedup()([c, b, a, other])
+    kept = min([a, b], key=lambda t: t.trajectory_id)
+    assert kept.duplicate_of is None and other.duplicate_of is None
+    assert {t.duplicate_of for t in (a, b, c) if t is not kept} == {kept.trajectory_id}
+
+
+def test_near_duplicates_found_and_distinct_rows_kept():
+    rng = random.Random(0)
+    vocab = [f"w{i}" for i in range(3000)]
+    base = [" ".join(rng.choices(vocab, k=60)) for _ in range(400)]
+    edited = []
+    for text in base[:100]:
+        words = text.split()
+        words[rng.randrange(60)] = "CHANGED"
+        edited.append(" ".join(words))
+    groups = near_duplicate_groups(base + edited, threshold=0.8)
+    assert all(groups[i] == i for i in range(400))  # unrelated rows stay apart
+    found = sum(groups[400 + i] == i for i in range(100))
+    assert found >= 90  # one word in 60 changed: Jaccard ~0.9
+
+
+def test_band_choice_matches_datasketch():
+    # datasketch 1.6 _optimal_param gives these for the same settings
+    assert optimal_bands(0.8, 128) == (9, 13)
+    assert optimal_bands(0.5, 128) == (25, 5)
+    assert optimal_bands(0.7, 256) == (25, 10)
