@@ -59,9 +59,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 from playwright.async_api import Browser, Page, async_playwright  # noqa: E402
 
 from synth.env import BrowserConfig, BrowserEnv, launch_browser  # noqa: E402
-from synth.schema import Action, Box, JudgeSpec, Observation, Task, stable_id  # noqa: E402
+from synth.schema import Action, Box, Observation, Task  # noqa: E402
 from synth.sites import get_site  # noqa: E402
 from synth.sites.base import Site  # noqa: E402
+from synth.sites.miniwob import make_task as miniwob_task  # noqa: E402
 from synth.sites.miniwob import reward_state  # noqa: E402
 
 DEFAULT_TASKS = ("click-button", "enter-text", "click-checkboxes", "login-user")
@@ -113,18 +114,6 @@ POLICIES: dict[str, Callable[[BrowserEnv, Observation], Awaitable[None]]] = {
     "click-checkboxes": click_checkboxes,
     "login-user": login_user,
 }
-
-
-def miniwob_task(name: str, seed: int) -> Task:
-    template_id = f"miniwob/{name}"
-    return Task(
-        task_id=stable_id("task", template_id, {"task": name}, seed),
-        template_id=template_id,
-        site="miniwob",
-        params={"task": name},
-        judge=JudgeSpec(type="miniwob_reward"),
-        seed=seed,
-    )
 
 
 # ---------------------------------------------------------------- the two runners

@@ -12,8 +12,7 @@ import pytest_asyncio
 from playwright.async_api import async_playwright
 
 from synth.env import BrowserConfig, BrowserEnv, launch_browser
-from synth.schema import JudgeSpec, Task, stable_id
-from synth.sites import get_site
+from synth.sites import get_site, miniwob
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -38,19 +37,6 @@ async def env(browser, miniwob_site):
     await e.close()
 
 
-def miniwob_task(name: str, seed: int = 0, solver: str | None = None) -> Task:
-    template_id = f"miniwob/{name}"
-    return Task(
-        task_id=stable_id("task", template_id, {"task": name}, seed),
-        template_id=template_id,
-        site="miniwob",
-        params={"task": name},
-        judge=JudgeSpec(type="miniwob_reward"),
-        solver=solver,
-        seed=seed,
-    )
-
-
 @pytest.fixture
 def make_task():
-    return miniwob_task
+    return miniwob.make_task

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import miniwob
 from playwright.async_api import Page
 
-from synth.schema import Box, Task
+from synth.schema import Box, JudgeSpec, Task, stable_id
 from synth.sites.base import Setup, Site, register_site
 
 HTML_DIR = Path(os.path.dirname(miniwob.__file__)) / "html"
@@ -29,6 +29,21 @@ HTML_DIR = Path(os.path.dirname(miniwob.__file__)) / "html"
 def task_names() -> list[str]:
     """Every MiniWoB++ task the installed package ships."""
     return sorted(p.stem for p in (HTML_DIR / "miniwob").glob("*.html"))
+
+
+def make_task(name: str, seed: int = 0, solver: str | None = None) -> Task:
+    """One MiniWoB++ episode as a Task, with the id the templates give it
+    (for tests, benchmarks and notebooks that skip the template files)."""
+    template_id = f"miniwob/{name}"
+    return Task(
+        task_id=stable_id("task", template_id, {"task": name}, seed),
+        template_id=template_id,
+        site="miniwob",
+        params={"task": name},
+        judge=JudgeSpec(type="miniwob_reward"),
+        solver=solver,
+        seed=seed,
+    )
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
