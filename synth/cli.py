@@ -119,7 +119,7 @@ def query(
         return
     cols, rows = rel.columns, rel.fetchall()
     if fmt == "json":
-        out.print_json(json.dumps([dict(zip(cols, r)) for r in rows], default=str))
+        out.print_json(json.dumps([dict(zip(cols, r, strict=True)) for r in rows], default=str))
     elif fmt == "csv":
         import csv
 

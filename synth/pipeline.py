@@ -104,8 +104,8 @@ def plan(config: PipelineConfig, base: Path) -> list[Task]:
     """Every task the pipeline asks for, in a stable order."""
     tasks: list[Task] = []
     for sel in config.tasks:
-        path = (base / sel.templates) if not Path(sel.templates).is_absolute() else Path(sel.templates)
-        tasks.extend(tasks_from(path, sel.include, sel.seeds_per_template))
+        # an absolute `templates` path replaces `base` (pathlib's `/`)
+        tasks.extend(tasks_from(base / sel.templates, sel.include, sel.seeds_per_template))
     ids = [t.task_id for t in tasks]
     if len(set(ids)) != len(ids):
         raise ConfigError("tasks: the same template is selected twice (duplicate task ids)")

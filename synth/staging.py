@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -60,7 +60,7 @@ def finished_task_ids(staging_dir: Path | str, source: str | None = None) -> set
         columns=["task_id", "source"]
     )
     if source is not None:
-        table = table.filter(pa.compute.equal(table["source"], source))
+        table = table.filter(pc.equal(table["source"], source))
     return set(table["task_id"].to_pylist())
 
 

@@ -167,3 +167,12 @@ def test_killed_worker_is_replaced_and_nothing_is_lost(tmp_path):
     ids = shard_ids(tmp_path / "out")
     assert len(ids) == len(set(ids)) == 30
     assert set(ids) == expected_ids(pipeline)
+
+
+def test_staging_knows_finished_tasks_per_source(finished_run):
+    from synth import staging
+
+    _, out, _ = finished_run
+    assert len(staging.finished_task_ids(out / "staging")) == 18
+    assert len(staging.finished_task_ids(out / "staging", source="solver")) == 18
+    assert staging.finished_task_ids(out / "staging", source="human") == set()

@@ -8,7 +8,6 @@ from solvers import get_solver
 from synth.episode import run_episode
 from synth.quality.consistency import ConsistencyCheck, check
 from synth.quality.dedup import Dedup, near_duplicate_groups, optimal_bands
-from synth.schema import Action
 
 
 async def record(env, make_task, name, seed):

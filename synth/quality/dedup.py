@@ -158,10 +158,10 @@ class Dedup:
         if self.threshold is not None:
             reps = sorted(set(group))
             near = near_duplicate_groups([keys[i] for i in reps], self.threshold, self.num_perm)
-            rep_group = {r: reps[g] for r, g in zip(reps, near)}
+            rep_group = {r: reps[g] for r, g in zip(reps, near, strict=True)}
             group = [rep_group[g] for g in group]
         members: dict[int, list[Trajectory]] = {}
-        for t, g in zip(trajectories, group):
+        for t, g in zip(trajectories, group, strict=True):
             members.setdefault(g, []).append(t)
         for ts in members.values():
             keep = min(ts, key=_preference)
