@@ -137,7 +137,8 @@ class PagePool:
 
 
 class BrowserEnv:
-    """One episode at a time on one page of a fresh context.
+    """One episode at a time on one page: a fresh context per episode, or,
+    for sites that declare `reuse_page`, a pooled page with a new document.
 
         env = BrowserEnv(browser, site)
         obs = await env.reset(task)

@@ -90,11 +90,10 @@ class SourceActor:
                 return await self.source.run(task)
 
         trajectories = await asyncio.gather(*(one(Task.model_validate(t)) for t in tasks))
-        staging.write_batch(self.staging_dir, trajectories, f"{self.name}-{seq:06d}")
-        return [
-            {"task_id": t.task_id, "status": t.status, "steps": len(t.steps), "reason": t.reject_reason}
-            for t in trajectories
-        ]
+        # Encoding and fsync take a while; off the loop, the other episodes on
+        # this browser keep going meanwhile.
+        await asyncio.to_thread(staging.write_batch, self.staging_dir, trajectories, f"{self.name}-{seq:06d}")
+        return [{"task_id": t.task_id, "status": t.status, "steps": len(t.steps)} for t in trajectories]
 
     async def shutdown(self) -> None:
         await self.source.teardown()
