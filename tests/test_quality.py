@@ -68,3 +68,25 @@ def test_band_choice_matches_datasketch():
     assert optimal_bands(0.8, 128) == (9, 13)
     assert optimal_bands(0.5, 128) == (25, 5)
     assert optimal_bands(0.7, 256) == (25, 10)
+
+
+def test_near_duplicates_verified_by_exact_jaccard():
+    # 40 distinct words, one changed in the middle: 38 word 3-grams each, 3 of
+    # them differ, so the Jaccard similarity is exactly 35 / 41 = 0.854
+    words = [f"w{i}" for i in range(40)]
+    edited = words[:20] + ["other"] + words[21:]
+    texts = [" ".join(words), " ".join(edited)]
+    assert near_duplicate_groups(texts, threshold=0.85) == [0, 0]
+    assert near_duplicate_groups(texts, threshold=0.86) == [0, 1]
+
+
+def test_near_duplicate_groups_are_transitive_and_row_order_free():
+    rng = random.Random(1)
+    vocab = [f"v{i}" for i in range(500)]
+    a = [rng.choice(vocab) for _ in range(60)]
+    b = a[:10] + ["x"] + a[11:]  # a ~ b
+    c = b[:50] + ["y"] + b[51:]  # b ~ c, so a, b, c are one group
+    d = [rng.choice(vocab) for _ in range(60)]
+    texts = [" ".join(t) for t in (d, c, a, b)]
+    assert near_duplicate_groups(texts) == [0, 1, 1, 1]
+    assert near_duplicate_groups(texts[::-1]) == [0, 0, 0, 3]
