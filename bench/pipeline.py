@@ -1,6 +1,7 @@
 """The whole pipeline against the machine's ceiling: recorded steps/s.
 
     .venv/bin/python bench/pipeline.py [--episodes 25] [--tasks click-button,...] [--check]
+    .venv/bin/python bench/pipeline.py --scaling [--episodes 12]
     .venv/bin/python bench/pipeline.py --memory [--memory-sizes 1000,10000]
 
 Throughput. The same MiniWoB++ tasks (task, seed) run two ways, taking turns:
@@ -30,6 +31,10 @@ to the last, measured with `execute`'s progress callback. The end-to-end figure
 with the time of each stage. The bare loop is timed after one warm-up episode
 per page. Verdict: pipeline / ceiling steps/s, target >= 90%.
 
+Scaling (`--scaling`): the recording steps/s of the same pipeline (replay
+off) at 1 and 2 source actors x 1, 2, 4 and 8 contexts per actor, each next
+to the bare loop with as many pages, and relative to 1 actor x 1 context.
+
 Memory (`--memory`): the driver's peak resident memory (VmHWM) as the task
 count grows, each size in a fresh driver process. A real 10k-task run takes
 about 40 minutes here, so this is a proxy: the real `prepare` and `execute`
@@ -50,7 +55,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -68,11 +72,16 @@ TEMPLATES = ROOT / "templates" / "tasks" / "miniwob.yaml"
 WEB_YAML = ROOT / "pipelines" / "web.yaml"
 
 
-def pipeline_yaml(folder: Path, names: list[str] | None, seeds: int, name: str = "bench", replay: bool = True) -> Path:
-    """web.yaml with its tasks and output replaced (and replay off if asked); written into `folder`."""
+def pipeline_yaml(
+    folder: Path, names: list[str] | None, seeds: int, name: str = "bench", replay: bool = True, layout: tuple[int, int] | None = None
+) -> Path:
+    """web.yaml with its tasks and output replaced (and replay off if asked, and
+    the solver source's (actors, contexts_per_actor) if given); written into `folder`."""
     from synth.config import PipelineConfig
 
     spec = yaml.safe_load(WEB_YAML.read_text())
+    if layout is not None:
+        spec["sources"]["solver"].update(actors=layout[0], contexts_per_actor=layout[1])
     if not replay and "quality" in PipelineConfig.model_fields:
         spec.setdefault("quality", {}).setdefault("replay", {})["enabled"] = False
     spec["name"] = name
@@ -222,6 +231,37 @@ def run_pipeline(config_path: Path) -> PipelineRun:
     return out
 
 
+# ---------------------------------------------------------------- scaling
+
+
+def run_scaling(names: list[str], episodes: int, actors: list[int], contexts: list[int]) -> int:
+    """Recording steps/s of the pipeline for each (actors, contexts per actor),
+    next to the bare loop with as many pages in all (replay off: recording only)."""
+    tasks = solver_tasks(names, range(episodes))
+    load_at_start = load()
+    recorded = asyncio.run(record_solver_ops(tasks))
+    rows = []
+    for a in actors:
+        for c in contexts:
+            print(f"{a} actor(s) x {c} context(s): bare loop, then pipeline ...", flush=True)
+            bare = asyncio.run(run_bare(tasks, recorded, a * c))
+            with tempfile.TemporaryDirectory(prefix="synth-bench-scaling-") as tmp:
+                run = run_pipeline(pipeline_yaml(Path(tmp), names, episodes, replay=False, layout=(a, c)))
+            rows.append((a, c, run, bare))
+    if any(run.sps == 0 for _, _, run, _ in rows):
+        raise SystemExit("a layout finished in fewer than 2 batches, so it has no steady state: raise --episodes")
+    base = rows[0][2].sps
+    print()
+    print(f"machine: {machine_note(load_at_start)}; {len(tasks)} episodes of {', '.join(names)}, replay off")
+    head = f"{'actors':>6}{'contexts/actor':>16}{'pipeline steps/s':>18}{'vs 1x1':>8}{'bare loop steps/s':>19}{'pipeline / bare':>17}"
+    print(head)
+    print("-" * len(head))
+    for a, c, run, bare in rows:
+        print(f"{a:>6}{c:>16}{run.sps:>18.2f}{run.sps / base:>7.2f}x{bare.sps:>19.2f}{run.sps / bare.sps:>17.0%}")
+    print("(pipeline: recording steady state, first to last finished batch; bare loop: 1 browser, actors x contexts pages)")
+    return 0
+
+
 # ---------------------------------------------------------------- memory
 
 
@@ -344,6 +384,8 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.memory:
         return run_memory(sorted(args.memory_sizes), args.memory_target, args.check)
+    if args.scaling:
+        return run_scaling(parse_tasks(args.tasks), args.episodes, [1, 2], [1, 2, 4, 8])
 
     from synth.config import load_pipeline
 
@@ -413,6 +455,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help=f"comma-separated MiniWoB tasks (default {','.join(DEFAULT_TASKS)})")
     ap.add_argument("--target", type=float, default=0.9, help="the pipeline / ceiling ratio --check enforces (default 0.9)")
     ap.add_argument("--check", action="store_true", help="exit 1 if a target is missed or a trajectory was rejected")
+    ap.add_argument("--scaling", action="store_true", help="steps/s at 1, 2 actors x 1, 2, 4, 8 contexts instead")
     ap.add_argument("--memory", action="store_true", help="measure the driver's peak memory for --memory-sizes tasks instead")
     ap.add_argument(
         "--memory-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 10000],
