@@ -8,7 +8,9 @@
 Everything reads the pipeline (default `pipelines/web.yaml` when it exists):
 its `sources.human` section (queue file, lease, guidelines), its output folder
 (whose staging the review pages show) and its browser settings. `--db` and
-`--out` override; the queue file defaults to `<output_dir>/annotations.db`.
+`--out` override; the queue file defaults to `<output_dir>/annotations.db`
+(`<cache_dir>/annotations.db` when output_dir is on an object store: SQLite
+needs a local disk).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from synth import storage
 from synth.config import ConfigError, HumanSourceConfig, PipelineConfig, load_pipeline
 
 annotate_app = typer.Typer(no_args_is_help=True, help="Human annotation: the labeler queue and its web page.")
@@ -32,7 +35,7 @@ DEFAULT_PIPELINE = Path("pipelines/web.yaml")
 
 PIPELINE_OPT = typer.Option(None, "--pipeline", "-p", help="pipeline YAML (default pipelines/web.yaml if present)")
 DB_OPT = typer.Option(None, "--db", help="queue file (default <output_dir>/annotations.db from the pipeline)")
-OUT_OPT = typer.Option(None, "--out", "-o", help="the pipeline's output folder, for reviewing its staging")
+OUT_OPT = typer.Option(None, "--out", "-o", help="the pipeline's output folder or URI, for reviewing its staging")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -46,10 +49,10 @@ class Resolved:
     config: PipelineConfig | None
     human: HumanSourceConfig
     db: Path
-    out_dir: Path | None
+    out_dir: str | None
 
 
-def resolve(pipeline: Path | None, db: Path | None, out: Path | None) -> Resolved:
+def resolve(pipeline: Path | None, db: Path | None, out: str | None) -> Resolved:
     from annotation_ui.harvest import db_path
 
     if pipeline is None and DEFAULT_PIPELINE.exists():
@@ -61,9 +64,9 @@ def resolve(pipeline: Path | None, db: Path | None, out: Path | None) -> Resolve
         except ConfigError as e:
             fail(str(e))
     human = config.sources.human if config else HumanSourceConfig()
-    out_dir = out if out is not None else (Path(config.output_dir) if config else None)
+    out_dir = out if out is not None else (config.output_dir if config else None)
     if db is None:
-        db = db_path(human, out_dir) if out_dir is not None else Path(human.db)
+        db = db_path(human, out_dir, config.cache_dir if config else None) if out_dir is not None else Path(human.db)
     return Resolved(pipeline, config, human, db, out_dir)
 
 
@@ -92,7 +95,7 @@ def _site_options(r: Resolved) -> dict[str, dict[str, Any]]:
 def serve(
     pipeline: Optional[Path] = PIPELINE_OPT,
     db: Optional[Path] = DB_OPT,
-    out: Optional[Path] = OUT_OPT,
+    out: Optional[str] = OUT_OPT,
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8700, help="port to listen on"),
     lease_seconds: Optional[float] = typer.Option(None, help="override sources.human.lease_seconds"),
@@ -142,7 +145,7 @@ def add_user(
     role: str = typer.Option(..., "--role", help="labeler | reviewer | admin"),
     pipeline: Optional[Path] = PIPELINE_OPT,
     db: Optional[Path] = DB_OPT,
-    out: Optional[Path] = OUT_OPT,
+    out: Optional[str] = OUT_OPT,
 ) -> None:
     """Create a user and print their login token (shown once; only its hash is stored)."""
     from annotation_ui.store import Store
@@ -181,7 +184,7 @@ def enqueue(
     if template:
         chosen = [(t, "manual") for t in tasks if any(fnmatch.fnmatchcase(t.template_id, p) for p in template)]
     else:
-        chosen = select(r.human, tasks, r.out_dir / "staging")
+        chosen = select(r.human, tasks, storage.child(r.out_dir, "staging"))
     chosen = chosen[:limit] if limit is not None else chosen
     added = Store(r.db).enqueue_many([(t, slots, reason, 0) for t, reason in chosen])
     console.print(f"{added} new queue items for {len(chosen)} tasks in {escape(str(r.db))}")

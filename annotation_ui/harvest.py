@@ -16,25 +16,25 @@ the quality stage and export:
    them.
 3. **verdicts**: every reviewer verdict (the latest per trajectory) is
    written to `reviews.parquet` (atomically), where the quality stage reads it.
+
+The output folder may be on an object store (synth.storage); the queue is a
+SQLite file and stays local (`db_path`).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from annotation_ui.store import Store, decode_trajectory
-from synth import staging
+from synth import staging, storage
 from synth.config import HumanSourceConfig
-from synth.schema import STAGING_SCHEMA, Task, Trajectory, stable_id
+from synth.schema import Task, Trajectory, stable_id
 
 REVIEWS_SCHEMA = pa.schema(
     [
@@ -49,14 +49,21 @@ REVIEWS_SCHEMA = pa.schema(
 HARVEST_BATCH = 200
 
 
-def db_path(config: HumanSourceConfig, out_dir: Path | str) -> Path:
-    """The queue file: `config.db`, relative to the pipeline's output folder."""
-    p = Path(config.db)
-    return p if p.is_absolute() else Path(out_dir) / p
+def db_path(config: HumanSourceConfig, out_dir: storage.Location, cache_dir: str | None = None) -> Path:
+    """The queue file: `config.db`, relative to the pipeline's output folder,
+    or, when that is not on the local disk (SQLite cannot live on an object
+    store), to the local `cache_dir` (default `storage.cache_dir(out_dir)`)."""
+    p = Path(config.db).expanduser()
+    if p.is_absolute():
+        return p
+    if storage.is_remote(out_dir):
+        return Path(cache_dir or storage.cache_dir(out_dir)).expanduser() / p
+    return Path(storage.resolve(out_dir)[1] if storage.is_uri(out_dir) else out_dir) / p
 
 
-def open_store(config: HumanSourceConfig, out_dir: Path | str) -> Store:
-    return Store(db_path(config, out_dir), lease_seconds=config.lease_seconds, max_skips=config.max_skips)
+def open_store(config: HumanSourceConfig, out_dir: storage.Location, cache_dir: str | None = None) -> Store:
+    path = db_path(config, out_dir, cache_dir)
+    return Store(path, lease_seconds=config.lease_seconds, max_skips=config.max_skips)
 
 
 def _fraction(*key: Any) -> float:
@@ -64,16 +71,9 @@ def _fraction(*key: Any) -> float:
     return int(stable_id(*key), 16) / 16**16
 
 
-def _staged(staging_dir: Path, columns: list[str]) -> pa.Table | None:
-    paths = staging.files(staging_dir)
-    if not paths:
-        return None
-    return ds.dataset([str(p) for p in paths], schema=STAGING_SCHEMA, format="parquet").to_table(columns=columns)
-
-
-def bootstrap_failed(staging_dir: Path) -> set[str]:
+def bootstrap_failed(staging_dir: storage.Location) -> set[str]:
     """Task ids the LLM agent attempted and never got accepted."""
-    table = _staged(staging_dir, ["task_id", "source", "status"])
+    table = staging.table(staging_dir, ["task_id", "source", "status"])
     if table is None:
         return set()
     table = table.filter(pc.equal(table["source"], "bootstrap"))
@@ -82,7 +82,7 @@ def bootstrap_failed(staging_dir: Path) -> set[str]:
     return tried - passed
 
 
-def select(config: HumanSourceConfig, tasks: list[Task], staging_dir: Path) -> list[tuple[Task, str]]:
+def select(config: HumanSourceConfig, tasks: list[Task], staging_dir: storage.Location) -> list[tuple[Task, str]]:
     """The tasks that go to people, each with the first rule that picked it."""
     sel = config.select
     failed = bootstrap_failed(staging_dir) if sel.bootstrap_failed else set()
@@ -108,7 +108,9 @@ def slots(config: HumanSourceConfig, task: Task) -> int:
 PRIORITY = {"bootstrap_failed": 3, "no_solver": 2, "template": 1, "sample": 0}
 
 
-def enqueue(store: Store, config: HumanSourceConfig, tasks: list[Task], staging_dir: Path, run_id: str = "") -> int:
+def enqueue(
+    store: Store, config: HumanSourceConfig, tasks: list[Task], staging_dir: storage.Location, run_id: str = ""
+) -> int:
     """Add the selected tasks to the queue; returns how many items are new."""
     chosen = select(config, tasks, staging_dir)
     known = store.task_ids()
@@ -121,14 +123,14 @@ def enqueue(store: Store, config: HumanSourceConfig, tasks: list[Task], staging_
     return store.enqueue_many(entries, run_id=run_id)
 
 
-def _staged_ids(staging_dir: Path) -> set[str]:
-    table = _staged(staging_dir, ["trajectory_id", "source"])
+def _staged_ids(staging_dir: storage.Location) -> set[str]:
+    table = staging.table(staging_dir, ["trajectory_id", "source"])
     if table is None:
         return set()
     return set(table.filter(pc.equal(table["source"], "human"))["trajectory_id"].to_pylist())
 
 
-def harvest(store: Store, staging_dir: Path, run_id: str = "") -> int:
+def harvest(store: Store, staging_dir: storage.Location, run_id: str = "") -> int:
     """Move submitted trajectories into staging, each exactly once; returns
     how many were written."""
     written = 0
@@ -155,32 +157,30 @@ def harvest(store: Store, staging_dir: Path, run_id: str = "") -> int:
         store.mark_harvested(ids, name or "already-staged")
 
 
-def write_reviews(store: Store, path: Path) -> int:
+def write_reviews(store: Store, location: storage.Location) -> int:
     """All verdicts (the latest per trajectory) as one Parquet file, atomically."""
     rows = store.latest_reviews()
     table = pa.Table.from_pylist(
         [{k: r[k] for k in REVIEWS_SCHEMA.names} for r in rows], schema=REVIEWS_SCHEMA
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fs, path = storage.resolve(location)
+    with storage.atomic_output(fs, path) as f:
+        pq.write_table(table, f)
     return len(rows)
 
 
-def sync(config: HumanSourceConfig, tasks: list[Task], out_dir: Path, run_id: str) -> dict[str, int]:
+def sync(
+    config: HumanSourceConfig, tasks: list[Task], out_dir: storage.Location, run_id: str, cache_dir: str | None = None
+) -> dict[str, int]:
     """Enqueue, harvest and write verdicts for one run; returns counts for a
     one-line summary: enqueued (new queue items), harvested (trajectories
     added to staging), reviews (verdicts written) and the queue by state."""
-    out_dir = Path(out_dir)
-    store = open_store(config, out_dir)
+    store = open_store(config, out_dir, cache_dir)
     try:
-        staging_dir = out_dir / "staging"
+        staging_dir = storage.child(out_dir, "staging")
         enqueued = enqueue(store, config, tasks, staging_dir, run_id)
         harvested = harvest(store, staging_dir, run_id)
-        reviews = write_reviews(store, out_dir / "reviews.parquet")
+        reviews = write_reviews(store, storage.child(out_dir, "reviews.parquet"))
         counts = store.counts()
     finally:
         store.close()

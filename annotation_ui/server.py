@@ -79,7 +79,8 @@ CSP = (
 @dataclass
 class Settings:
     db: Path
-    out_dir: Path | None = None
+    out_dir: Path | str | None = None
+    """The pipeline's output: a local path or a filesystem URI (synth.storage)."""
     lease_seconds: float = 600.0
     max_skips: int = 3
     guidelines: str = ""

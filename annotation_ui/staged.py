@@ -12,14 +12,13 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from annotation_ui.store import Store
-from synth import staging
+from synth import storage
 from synth.schema import STAGING_SCHEMA
 
 TRAJECTORY_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -32,11 +31,12 @@ _LIST_COLUMNS = [
 class Trajectories:
     """Summaries and full rows of every reviewable trajectory."""
 
-    def __init__(self, store: Store, out_dir: Path | None, cache_size: int = 6) -> None:
+    def __init__(self, store: Store, out_dir: storage.Location | None, cache_size: int = 6) -> None:
         self.store = store
-        self.staging_dir = Path(out_dir) / "staging" if out_dir is not None else None
-        self._files: dict[str, tuple[tuple[float, int], list[dict[str, Any]]]] = {}
-        self._where: dict[str, Path] = {}
+        self.staging = storage.resolve(storage.child(out_dir, "staging")) if out_dir is not None else None
+        """The staging folder as a (filesystem, path) pair: local or on an object store."""
+        self._files: dict[str, tuple[tuple[int, int], list[dict[str, Any]]]] = {}
+        self._where: dict[str, str] = {}
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -44,23 +44,23 @@ class Trajectories:
     def _scan(self) -> list[dict[str, Any]]:
         """Summaries of the staged trajectories (cached per file, by mtime and size)."""
         rows: list[dict[str, Any]] = []
-        if self.staging_dir is None:
+        if self.staging is None:
             return rows
-        paths = staging.files(self.staging_dir)
+        fs, folder = self.staging
+        infos = storage.file_infos(fs, folder, ".parquet")
         with self._lock:
-            live = {p.name for p in paths}
+            live = {i.base_name for i in infos}
             for name in list(self._files):
                 if name not in live:
                     del self._files[name]
-            for path in paths:
-                try:
-                    st = path.stat()
-                except FileNotFoundError:
-                    continue
-                key = (st.st_mtime, st.st_size)
-                cached = self._files.get(path.name)
+            for info in infos:
+                path, key = info.path, (info.mtime_ns or 0, info.size or 0)
+                cached = self._files.get(info.base_name)
                 if cached is None or cached[0] != key:
-                    pf = pq.ParquetFile(path)
+                    try:
+                        pf = pq.ParquetFile(path, filesystem=fs)
+                    except FileNotFoundError:
+                        continue
                     names = set(pf.schema_arrow.names)
                     cols = [c for c in _LIST_COLUMNS if c in names]
                     table = pf.read(columns=cols + ["steps.list.element.index"])
@@ -69,7 +69,7 @@ class Trajectories:
                         steps = r.pop("steps") or []
                         summaries.append({**dict.fromkeys(_LIST_COLUMNS), **r, "num_steps": len(steps)})
                     cached = (key, summaries)
-                    self._files[path.name] = cached
+                    self._files[info.base_name] = cached
                 for s in cached[1]:
                     self._where[s["trajectory_id"]] = path
                 rows.extend(cached[1])
@@ -110,9 +110,9 @@ class Trajectories:
             if path is None:
                 self._scan()
                 path = self._where.get(trajectory_id)
-            if path is None or not path.exists():
+            if path is None or self.staging is None or not storage.exists(self.staging[0], path):
                 return None
-            table = ds.dataset(str(path), schema=STAGING_SCHEMA, format="parquet").to_table(
+            table = ds.dataset(path, schema=STAGING_SCHEMA, format="parquet", filesystem=self.staging[0]).to_table(
                 filter=ds.field("trajectory_id") == trajectory_id
             )
             if table.num_rows == 0:

@@ -55,13 +55,15 @@ def template_matches(template_id: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(template_id, p) or fnmatch.fnmatchcase(short, p) for p in patterns)
 
 
-def resolve_cache_path(config: BootstrapSourceConfig, output_dir: str | None) -> str | None:
+def resolve_cache_path(config: BootstrapSourceConfig, cache_dir: str | None) -> str | None:
+    """The reply cache file: `cache_path`, else `<cache_dir>/llm.sqlite` (the
+    pipeline's local cache folder), else `$SYNTH_LLM_CACHE` or ~/.cache/synth."""
     if config.cache_path in (None, "", "off", "none"):
         return None
     if config.cache_path != "auto":
         return str(Path(config.cache_path).expanduser())
-    if output_dir:
-        return str(Path(output_dir) / "cache" / "llm.sqlite")
+    if cache_dir:
+        return str(Path(cache_dir).expanduser() / "llm.sqlite")
     return os.path.expanduser(os.environ.get("SYNTH_LLM_CACHE", DEFAULT_CACHE))
 
 
@@ -75,7 +77,7 @@ class BootstrapSource(BrowserSource):
         site_options: dict[str, dict[str, Any]] | None = None,
         run_id: str = "",
         config: SourceConfig | None = None,
-        output_dir: str | None = None,
+        cache_dir: str | None = None,
     ) -> None:
         config = config if isinstance(config, BootstrapSourceConfig) else BootstrapSourceConfig.model_validate(
             (config.model_dump() if config is not None else {})
@@ -84,9 +86,8 @@ class BootstrapSource(BrowserSource):
         site_options.setdefault("miniwob", {}).setdefault(
             "episode_max_time_ms", int(min(MINIWOB_TIME_MS, config.episode_timeout_s * 1000))
         )
-        super().__init__(browser, site_options, run_id, config, output_dir)
+        super().__init__(browser, site_options, run_id, config, cache_dir)
         self.config: BootstrapSourceConfig = config
-        self.output_dir = output_dir
         self.budget = config.budget_usd / config.actors if config.budget_usd else None
         self.client: LLMClient | None = None
         self.fatal: str | None = None
@@ -127,7 +128,7 @@ class BootstrapSource(BrowserSource):
     def start_client(self) -> LLMClient:
         if self.client is None:
             client_config = ClientConfig.from_config(
-                self.config, cache_path=resolve_cache_path(self.config, self.output_dir)
+                self.config, cache_path=resolve_cache_path(self.config, self.cache_dir)
             )
             self.client = LLMClient(client_config, share=1.0 / self.config.actors)
         return self.client

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from synth import storage
 from synth.config import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -72,17 +73,18 @@ def run(
             result = pl.execute(plan, address=address, on_progress=show)
         except KeyboardInterrupt:
             bar.stop()
-            console.print(f"[yellow]interrupted[/]: what finished is kept in {plan.out_dir}/staging. "
+            console.print(f"[yellow]interrupted[/]: what finished is kept in {storage.child(plan.out_dir, 'staging')}. "
                           "Run the same command again to resume.")
             raise typer.Exit(130) from None
         except pl.PipelineError as e:
             bar.stop()
-            fail(f"{e}\nWhat finished is kept in {plan.out_dir}/staging; run the same command to resume.", code=1)
+            fail(f"{e}\nWhat finished is kept in {storage.child(plan.out_dir, 'staging')}; "
+                 "run the same command to resume.", code=1)
         show(result.progress)
     p = result.progress
     if result.interrupted:
         console.print(
-            f"[yellow]interrupted[/]: {p.done} of {p.total} tasks are in {result.out_dir}/staging "
+            f"[yellow]interrupted[/]: {p.done} of {p.total} tasks are in {storage.child(result.out_dir, 'staging')} "
             f"({p.accepted} accepted this run). Run the same command again to resume."
         )
         raise typer.Exit(130)
@@ -94,7 +96,7 @@ def run(
     _summary(m, result.out_dir)
 
 
-def _summary(m: dict, out_dir: Path) -> None:
+def _summary(m: dict, out_dir: str) -> None:
     table = Table(title=f"{m['name']}: {out_dir}", show_lines=False)
     for col in ("template", "trajectories", "accepted"):
         table.add_column(col, justify="right" if col != "template" else "left")
@@ -104,7 +106,7 @@ def _summary(m: dict, out_dir: Path) -> None:
     out.print(
         f"[bold]{m['accepted']} accepted[/] / {m['trajectories']} trajectories over "
         f"{len(m['accepted_by_template'])} templates, {m['accepted_steps']} accepted steps. "
-        f"Shards: {out_dir}/data   Card: {out_dir}/README.md"
+        f"Shards: {storage.child(out_dir, 'data')}   Card: {storage.child(out_dir, 'README.md')}"
     )
     if m["reject_reasons"]:
         out.print("rejections: " + ", ".join(f"{k} {v}" for k, v in m["reject_reasons"].items()))
@@ -124,19 +126,32 @@ def _summary(m: dict, out_dir: Path) -> None:
         )
 
 
-def _connect(out_dir: Path):
+def _checked(out_dir: str) -> str:
+    """The output location, or exit 2 with what is wrong with it."""
+    try:
+        storage.check(out_dir)
+    except storage.StorageError as e:
+        fail(f"{out_dir if not e.hides_input else 'the output URI'}: {e}")
+    return out_dir
+
+
+def _connect(out_dir: str):
+    import pyarrow as pa
+
     from synth.query import connect
 
     try:
-        return connect(out_dir)
+        return connect(_checked(out_dir))
     except FileNotFoundError as e:
         fail(str(e))
+    except (OSError, pa.ArrowException) as e:  # an object store that does not answer, or says no
+        fail(f"{out_dir}: cannot read: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
 
 
 @app.command()
 def query(
     sql: str = typer.Argument(..., help="SQL over the views trajectories, steps and staging"),
-    out_dir: Path = typer.Option(Path(DEFAULT_OUT), "--out", "-o", help="a pipeline's output folder"),
+    out_dir: str = typer.Option(DEFAULT_OUT, "--out", "-o", help="a pipeline's output folder or URI (s3://...)"),
     fmt: str = typer.Option("table", "--format", "-f", help="table | csv | json"),
 ) -> None:
     """Run DuckDB SQL over a run's shards."""
@@ -174,7 +189,7 @@ def _cell(v: object) -> str:
 
 @app.command()
 def stats(
-    out_dir: Path = typer.Argument(Path(DEFAULT_OUT), help="a pipeline's output folder"),
+    out_dir: str = typer.Argument(DEFAULT_OUT, help="a pipeline's output folder or URI (s3://...)"),
     html: bool = typer.Option(False, "--html", help="also write a self-contained HTML report"),
     html_path: Optional[Path] = typer.Option(None, "--html-path", help="where (default OUT/report.html)"),
 ) -> None:
@@ -198,7 +213,7 @@ def stats(
 
 @app.command()
 def push(
-    out_dir: Path = typer.Argument(..., help="a pipeline's output folder, e.g. out/web"),
+    out_dir: str = typer.Argument(..., help="a pipeline's output folder or URI, e.g. out/web"),
     repo: str = typer.Option(..., "--repo", help="dataset repo id on the Hub, e.g. you/web-trajectories"),
     public: bool = typer.Option(False, "--public", help="create the repo public (default: private)"),
     token: Optional[str] = typer.Option(None, "--token", envvar="HF_TOKEN", help="Hub token (default: $HF_TOKEN or your login)", show_default=False),
@@ -209,10 +224,11 @@ def push(
     from synth.export.hub import plan_push, push as push_to_hub
 
     try:
-        plan = plan_push(out_dir)
-    except (FileNotFoundError, ValueError) as e:
+        plan = plan_push(_checked(out_dir))
+    except (OSError, ValueError) as e:  # FileNotFoundError, and an object store's errors
         fail(str(e))
-    console.print(f"{len(plan.files)} files, {plan.bytes / 2**20:.1f} MiB from {plan.folder} -> datasets/{repo}")
+    console.print(f"{len(plan.files)} files, {plan.bytes / 2**20:.1f} MiB from {plan.folder} -> datasets/{repo}"
+                  + (" (copied to a temporary folder first)" if storage.is_remote(plan.folder) else ""))
     if dry_run:
         for f in plan.files:
             out.print(f, highlight=False)

@@ -53,7 +53,10 @@ def format_validation_error(path: Path | str, err: ValidationError, root: yaml.N
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; see the documented fields)"
-        elif "input" in e and e["type"] != "missing" and not isinstance(e["input"], (dict, list)):
+        elif (
+            "input" in e and e["type"] != "missing" and not isinstance(e["input"], (dict, list))
+            and not getattr(e.get("ctx", {}).get("error"), "hides_input", False)  # a URI with credentials
+        ):
             msg += f" (got {e['input']!r})"
         lines.append(f"{where}: {field}: {msg}")
     return "\n".join(lines)
@@ -148,7 +151,7 @@ class BootstrapSourceConfig(SourceConfig):
     backoff_max_s: float = Field(30.0, gt=0)
     cache_path: str | None = Field(
         "auto",
-        description="SQLite reply cache: a path, 'auto' (<output_dir>/cache/llm.sqlite, else ~/.cache/synth/llm.sqlite) "
+        description="SQLite reply cache: a path, 'auto' (<cache_dir>/llm.sqlite, see the pipeline's cache_dir) "
         "or null (off)",
     )
 
@@ -193,7 +196,11 @@ class HumanSourceConfig(BaseModel):
         sample: float = Field(0.0, ge=0, le=1, description="fraction of the other planned tasks (chosen by task id)")
 
     enabled: bool = False
-    db: str = Field("annotations.db", description="the queue's SQLite file, relative to the pipeline's output_dir")
+    db: str = Field(
+        "annotations.db",
+        description="the queue's SQLite file, relative to the pipeline's output_dir (to its cache_dir when "
+        "output_dir is remote: SQLite needs a local disk)",
+    )
     lease_seconds: float = Field(600.0, gt=0, description="a task taken by a labeler returns to the queue after this long without a heartbeat")
     max_skips: int = Field(3, gt=0, description="a task skipped by this many labelers leaves the queue")
     select: Select = Field(default_factory=lambda: HumanSourceConfig.Select())
@@ -350,13 +357,30 @@ class QualityConfig(BaseModel):
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    output_dir: str = Field(description="relative to the working directory")
+    output_dir: str = Field(
+        description="a local folder (relative to the working directory) or a URI pyarrow opens, shared by every "
+        "node: s3://bucket/prefix (?region=..., ?endpoint_override=host:port&scheme=http for MinIO), gs://bucket/prefix"
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="a local folder for the SQLite files that cannot live on an object store (LLM reply caches; the "
+        "annotation queue when output_dir is remote); default <output_dir>/cache for a local output_dir, "
+        "~/.cache/synth/<hash of output_dir> for a remote one",
+    )
     tasks: list[TaskSelection] = Field(min_length=1)
     browser: BrowserConfig = Field(default_factory=BrowserConfig)
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @field_validator("output_dir")
+    @classmethod
+    def _openable(cls, v: str) -> str:
+        from synth.storage import check
+
+        check(v)  # a StorageError (a ValueError) says what is wrong
+        return v
 
 
 def load_pipeline(path: Path | str) -> PipelineConfig:

@@ -24,10 +24,10 @@ from typing import Any, Callable
 
 import ray
 
-from synth import staging
+from synth import staging, storage
 from synth.config import ConfigError, PipelineConfig, SourceConfig, load_pipeline
 from synth.faults import crash_point
-from synth.export.card import card, manifest, write_atomic
+from synth.export.card import card, manifest
 from synth.export.shards import export
 from synth.quality.replay import ReplayJob, ReplayResult
 from synth.quality.stage import assess
@@ -69,7 +69,7 @@ class Progress:
 
 @dataclass
 class RunResult:
-    out_dir: Path
+    out_dir: str
     run_id: str
     progress: Progress
     manifest: dict[str, Any]
@@ -153,8 +153,9 @@ class Plan:
     skipped: dict[str, str] = field(default_factory=dict)
 
     @property
-    def out_dir(self) -> Path:
-        return Path(self.config.output_dir)
+    def out_dir(self) -> str:
+        """A local path or a filesystem URI (synth.storage)."""
+        return self.config.output_dir
 
 
 ACTOR_SOURCES = ("solver", "bootstrap")
@@ -194,7 +195,8 @@ def execute(
     """Run the tasks not yet in staging, pass everything staged through the
     quality gates, then rebuild shards, manifest and card."""
     config, out_dir = p.config, p.out_dir
-    staging_dir = out_dir / "staging"
+    staging_dir = storage.child(out_dir, "staging")
+    cache_dir = storage.cache_dir(out_dir, config.cache_dir)
     staging.remove_partial(staging_dir)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     todo: list[Job] = []
@@ -216,7 +218,7 @@ def execute(
             if config.sources.human.enabled:
                 from annotation_ui.harvest import sync
 
-                extra["human"] = sync(config.sources.human, p.tasks, out_dir, run_id)
+                extra["human"] = sync(config.sources.human, p.tasks, out_dir, run_id, cache_dir)
             progress.stage = "quality"
             notify(progress)
             verdicts, gates = assess(
@@ -225,6 +227,7 @@ def execute(
                 {t.task_id: t for t in p.tasks},
                 replay=lambda jobs: _replay(config, session, jobs, run_id, progress, notify),
                 reference=[p.config_path.parent.resolve() / r for r in config.quality.dedup.reference],
+                cache_dir=cache_dir,
             )
         except KeyboardInterrupt:
             return RunResult(out_dir, run_id, progress, {}, interrupted=True)
@@ -235,8 +238,9 @@ def execute(
         extra["nodes_this_run"] = dict(progress.nodes)
     m = manifest(config.name, stats, config.model_dump(mode="json"), {**extra, "gates": gates})
     crash_point("manifest")
-    write_atomic(out_dir / "manifest.json", json.dumps(m, indent=2))
-    write_atomic(out_dir / "README.md", card(m, config.export.license))
+    fs, root = storage.resolve(out_dir)
+    storage.write_atomic(fs, storage.join(root, "manifest.json"), json.dumps(m, indent=2))
+    storage.write_atomic(fs, storage.join(root, "README.md"), card(m, config.export.license))
     return RunResult(out_dir, run_id, progress, m)
 
 
@@ -260,7 +264,7 @@ def _actor_resources(source: SourceConfig) -> dict[str, Any]:
 def _record(
     config: PipelineConfig,
     jobs: list[Job],
-    staging_dir: Path,
+    staging_dir: str,
     run_id: str,
     progress: Progress,
     notify: Callable[[Progress], None],
@@ -269,11 +273,11 @@ def _record(
     pools = []
     for job in jobs:
         options = {"browser": config.browser, "site_options": _site_options(config), "run_id": run_id,
-                   "config": job.config, "output_dir": str(staging_dir.parent.resolve())}
+                   "config": job.config, "cache_dir": storage.cache_dir(config.output_dir, config.cache_dir)}
 
         def new_actor(i: int, job: Job = job, options: dict = options) -> ray.actor.ActorHandle:
             return SourceActor.options(**_actor_resources(job.config)).remote(
-                job.kind, options, str(staging_dir.resolve()), f"{run_id}-{job.kind}{i}", job.config.contexts_per_actor
+                job.kind, options, storage.absolute(staging_dir), f"{run_id}-{job.kind}{i}", job.config.contexts_per_actor
             )
 
         def on_results(pool: Pool, summaries: list[dict[str, Any]]) -> None:

@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
+import pyarrow.dataset as ds
+
+from synth import storage
 
 VIEWS = {
-    "trajectories": "data/trajectories/*.parquet",
-    "steps": "data/steps/*.parquet",
-    "staging": "staging/*.parquet",
+    "trajectories": "data/trajectories",
+    "steps": "data/steps",
+    "staging": "staging",
 }
 
 
-def connect(out_dir: Path | str) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with a view per table that exists under `out_dir`."""
-    out_dir = Path(out_dir)
+def connect(out_dir: storage.Location) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with a view per table that exists under `out_dir`.
+
+    Local Parquet files DuckDB reads itself (`read_parquet`). Files on an
+    object store are handed to it as pyarrow datasets opened with the output's
+    filesystem: DuckDB scans a registered Arrow dataset lazily, reading only
+    the columns and row groups a query needs, so no DuckDB extension (httpfs)
+    and no download is needed."""
+    fs, root = storage.resolve(out_dir)
     con = duckdb.connect()
     made = []
-    for view, pattern in VIEWS.items():
-        if any(out_dir.glob(pattern)):
-            path = str(out_dir / pattern).replace("'", "''")
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{path}')")
-            made.append(view)
+    for view, folder in VIEWS.items():
+        files = storage.list_files(fs, storage.join(root, folder), ".parquet")
+        if not files:
+            continue
+        if storage.is_local(fs):
+            pattern = storage.join(root, folder, "*.parquet").replace("'", "''")
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{pattern}')")
+        else:
+            con.register(view, ds.dataset(files, format="parquet", filesystem=fs))
+        made.append(view)
     if not made:
         raise FileNotFoundError(f"{out_dir}: no shards or staging here; run `synth run PIPELINE` first")
     return con

@@ -12,6 +12,7 @@ from typing import Any
 
 import jinja2
 
+from synth import storage
 from synth.query import connect, stats_tables
 
 _PAGE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(
@@ -75,12 +76,12 @@ def _gates(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def render(out_dir: Path | str) -> str:
-    out_dir = Path(out_dir)
-    manifest_path = out_dir / "manifest.json"
-    if not manifest_path.exists():
+def render(out_dir: storage.Location) -> str:
+    fs, root = storage.resolve(out_dir)
+    manifest_path = storage.join(root, "manifest.json")
+    if not storage.exists(fs, manifest_path):
         raise FileNotFoundError(f"{out_dir}: no manifest.json; run `synth run PIPELINE` first")
-    m = json.loads(manifest_path.read_text())
+    m = json.loads(storage.read_text(fs, manifest_path))
     con = connect(out_dir)
     per_template = con.sql(
         """SELECT template_id, source, count(*) FILTER (status = 'accepted'), count(*)
@@ -112,7 +113,13 @@ def render(out_dir: Path | str) -> str:
     )
 
 
-def write(out_dir: Path | str, path: Path | str | None = None) -> Path:
-    target = Path(path) if path else Path(out_dir) / "report.html"
-    target.write_text(render(out_dir))
-    return target
+def write(out_dir: storage.Location, path: Path | str | None = None) -> str:
+    """Write the report to the local `path`, else to `report.html` in the
+    output (local or not); returns where."""
+    html = render(out_dir)
+    if path:
+        Path(path).write_text(html)
+        return str(path)
+    fs, root = storage.resolve(out_dir)
+    storage.write_atomic(fs, storage.join(root, "report.html"), html)
+    return storage.child(out_dir, "report.html")

@@ -73,10 +73,11 @@ class BrowserSource(Source):
         site_options: dict[str, dict[str, Any]] | None = None,
         run_id: str = "",
         config: SourceConfig | None = None,
-        output_dir: str | None = None,
+        cache_dir: str | None = None,
     ) -> None:
-        self.output_dir = output_dir
-        """The run's output folder (for caches a source keeps between runs)."""
+        self.cache_dir = cache_dir
+        """A local folder for caches a source keeps between runs (the pipeline's
+        `cache_dir`; may start with `~`, this node's home)."""
         self.browser_config = browser or BrowserConfig()
         self.site_options = site_options or {}
         self.run_id = run_id

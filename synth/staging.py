@@ -1,75 +1,78 @@
 """Staging: the append-only store of finished trajectories.
 
-Workers write one Parquet file per batch of finished episodes, under a
-temporary name and then renamed into place, so a file in staging is always
-complete and a batch is either all there or not at all. A killed run leaves at
-most some `*.tmp` files, removed at the next start. What is in staging is what
-a resumed run skips; the final shards are derived from it and can always be
-rebuilt.
+Workers write one Parquet file per batch of finished episodes, atomically
+(synth.storage: locally a temporary name, fsync and rename; on an object store
+one upload), so a file in staging is always complete and a batch is either
+all there or not at all. A killed local run leaves at most some `.*.tmp`
+files, removed at the next start. What is in staging is what a resumed run
+skips; the final shards are derived from it and can always be rebuilt.
+
+`staging_dir` is a local path or a filesystem URI (`s3://bucket/run/staging`).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-from pathlib import Path
 from typing import Iterator
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from synth import storage
 from synth.faults import crash_point
 from synth.schema import STAGING_SCHEMA, Trajectory, trajectories_to_table
 
 
-def write_batch(staging_dir: Path | str, trajectories: list[Trajectory], name: str) -> Path:
-    """Atomically add one staging file holding `trajectories`."""
-    staging_dir = Path(staging_dir)
-    staging_dir.mkdir(parents=True, exist_ok=True)
-    final = staging_dir / f"{name}.parquet"
-    tmp = staging_dir / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
-    pq.write_table(trajectories_to_table(trajectories), tmp, compression="zstd")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    crash_point("staging.write")
-    os.replace(tmp, final)
+def write_batch(staging_dir: storage.Location, trajectories: list[Trajectory], name: str) -> str:
+    """Atomically add one staging file holding `trajectories`; returns its path."""
+    fs, folder = storage.resolve(staging_dir)
+    final = storage.join(folder, f"{name}.parquet")
+    with storage.atomic_output(fs, final) as f:
+        pq.write_table(trajectories_to_table(trajectories), f, compression="zstd")
+        crash_point("staging.write")  # encoded, not yet in place
     crash_point("staging.written")
     return final
 
 
-def files(staging_dir: Path | str) -> list[Path]:
-    staging_dir = Path(staging_dir)
-    if not staging_dir.exists():
-        return []
-    return sorted(p for p in staging_dir.glob("*.parquet") if not p.name.startswith("."))
+def files(staging_dir: storage.Location) -> list[str]:
+    """The staging files (paths in the location's filesystem), sorted."""
+    fs, folder = storage.resolve(staging_dir)
+    return storage.list_files(fs, folder, ".parquet")
 
 
-def remove_partial(staging_dir: Path | str) -> int:
+def remove_partial(staging_dir: storage.Location) -> int:
     """Delete temporary files a killed writer left; returns how many."""
-    staging_dir = Path(staging_dir)
-    leftovers = list(staging_dir.glob(".*.tmp")) if staging_dir.exists() else []
+    fs, folder = storage.resolve(staging_dir)
+    leftovers = [p for p in storage.list_files(fs, folder, ".tmp", hidden=True) if p.rsplit("/", 1)[-1].startswith(".")]
     for p in leftovers:
-        p.unlink(missing_ok=True)
+        storage.delete(fs, p)
     return len(leftovers)
 
 
-def finished_task_ids(staging_dir: Path | str, source: str | None = None) -> set[str]:
-    """Task ids with a staged trajectory (of `source`, if given)."""
+def table(staging_dir: storage.Location, columns: list[str]) -> pa.Table | None:
+    """`columns` of every staged row, or None if nothing is staged."""
     paths = files(staging_dir)
     if not paths:
+        return None
+    fs, _ = storage.resolve(staging_dir)
+    return ds.dataset(paths, schema=STAGING_SCHEMA, format="parquet", filesystem=fs).to_table(columns=columns)
+
+
+def finished_task_ids(staging_dir: storage.Location, source: str | None = None) -> set[str]:
+    """Task ids with a staged trajectory (of `source`, if given)."""
+    t = table(staging_dir, ["task_id", "source"])
+    if t is None:
         return set()
-    table = ds.dataset([str(p) for p in paths], schema=STAGING_SCHEMA, format="parquet").to_table(
-        columns=["task_id", "source"]
-    )
     if source is not None:
-        table = table.filter(pc.equal(table["source"], source))
-    return set(table["task_id"].to_pylist())
+        t = t.filter(pc.equal(t["source"], source))
+    return set(t["task_id"].to_pylist())
 
 
-def iter_rows(staging_dir: Path | str, batch_rows: int = 64) -> Iterator[dict]:
+def iter_rows(staging_dir: storage.Location, batch_rows: int = 64) -> Iterator[dict]:
     """Staged trajectories as dicts, file by file, in a bounded amount of memory."""
+    fs, _ = storage.resolve(staging_dir)
     for path in files(staging_dir):
-        pf = pq.ParquetFile(path)
-        for batch in pf.iter_batches(batch_size=batch_rows):
-            yield from batch.to_pylist()
+        with pq.ParquetFile(path, filesystem=fs) as pf:
+            for batch in pf.iter_batches(batch_size=batch_rows):
+                yield from batch.to_pylist()

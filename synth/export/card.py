@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -191,8 +189,3 @@ def _size_category(n: int) -> str:
             return name
     return "1M<n<10M"
 
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

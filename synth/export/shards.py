@@ -10,23 +10,24 @@ pure function of staging, rebuilt whole on every run.
 The same single pass writes the SFT views (synth/export/formats.py) of the
 accepted trajectories to `data/sft-<format>/` (Parquet, or JSONL for
 `openai`), and `dataset_info.json` at the dataset root for LLaMA-Factory.
+
+The output may be on an object store (synth.storage): the shards are written
+the same way, and the swap becomes a copy, which is not atomic there.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from synth import staging
+from synth import staging, storage
 from synth.faults import crash_point
 from synth.actions import to_aguvis
 from synth.export import formats as sft
@@ -54,12 +55,14 @@ class ShardWriter:
     of at most `row_group_bytes` (the Hub's viewer wants them small in image
     configs). Shards get their final `-of-N` names in `close()`."""
 
-    def __init__(self, folder: Path, schema: pa.Schema, rows_per_shard: int, row_group_bytes: int) -> None:
-        self.folder, self.schema = folder, schema
+    def __init__(
+        self, fs: pafs.FileSystem, folder: str, schema: pa.Schema, rows_per_shard: int, row_group_bytes: int
+    ) -> None:
+        self.fs, self.folder, self.schema = fs, folder, schema
         self.rows_per_shard, self.row_group_bytes = rows_per_shard, row_group_bytes
-        self.folder.mkdir(parents=True, exist_ok=True)
+        storage.makedirs(fs, folder)
         self._writer: pq.ParquetWriter | None = None
-        self._paths: list[Path] = []
+        self._paths: list[str] = []
         self._buffer: list[dict[str, Any]] = []
         self._buffer_bytes = 0
         self._rows_in_shard = 0
@@ -79,9 +82,9 @@ class ShardWriter:
         if not self._buffer:
             return
         if self._writer is None:
-            path = self.folder / f".part-{len(self._paths):05d}.parquet"
+            path = storage.join(self.folder, f".part-{len(self._paths):05d}.parquet")
             self._paths.append(path)
-            self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+            self._writer = pq.ParquetWriter(path, self.schema, filesystem=self.fs, compression="zstd")
         self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=self.schema))
         self._rows_in_shard += len(self._buffer)
         self._buffer, self._buffer_bytes = [], 0
@@ -92,20 +95,15 @@ class ShardWriter:
             self._writer, self._rows_in_shard = None, 0
             crash_point("export.shard")
 
-    def close(self) -> list[Path]:
+    def close(self) -> list[str]:
         self._flush()
         self._close_shard()
         if not self._paths:  # an empty config still gets one (empty) shard
             # no row group at all: `datasets` fails on a row group of 0 rows
-            pq.ParquetWriter(self.folder / ".part-00000.parquet", self.schema, compression="zstd").close()
-            self._paths.append(self.folder / ".part-00000.parquet")
-        n = len(self._paths)
-        final = []
-        for i, path in enumerate(self._paths):
-            target = self.folder / f"train-{i:05d}-of-{n:05d}.parquet"
-            os.replace(path, target)
-            final.append(target)
-        return final
+            path = storage.join(self.folder, ".part-00000.parquet")
+            pq.ParquetWriter(path, self.schema, filesystem=self.fs, compression="zstd").close()
+            self._paths.append(path)
+        return _name_shards(self.fs, self.folder, self._paths, "parquet")
 
 
 class JsonlShardWriter:
@@ -113,10 +111,10 @@ class JsonlShardWriter:
     `rows_per_shard` rows and `max_bytes` bytes (OpenAI's Files API takes up to
     512 MB a file), named like the Parquet shards in `close()`."""
 
-    def __init__(self, folder: Path, rows_per_shard: int, max_bytes: int = 500 << 20) -> None:
-        self.folder, self.rows_per_shard, self.max_bytes = folder, rows_per_shard, max_bytes
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._paths: list[Path] = []
+    def __init__(self, fs: pafs.FileSystem, folder: str, rows_per_shard: int, max_bytes: int = 500 << 20) -> None:
+        self.fs, self.folder, self.rows_per_shard, self.max_bytes = fs, folder, rows_per_shard, max_bytes
+        storage.makedirs(fs, folder)
+        self._paths: list[str] = []
         self._file: Any = None
         self._rows_in_shard = self._bytes_in_shard = 0
         self.rows = 0
@@ -128,9 +126,9 @@ class JsonlShardWriter:
         ):
             self._close_shard()
         if self._file is None:
-            path = self.folder / f".part-{len(self._paths):05d}.jsonl"
+            path = storage.join(self.folder, f".part-{len(self._paths):05d}.jsonl")
             self._paths.append(path)
-            self._file = open(path, "wb")
+            self._file = storage.open_output(self.fs, path)
         self._file.write(line)
         self._rows_in_shard += 1
         self._bytes_in_shard += len(line)
@@ -141,20 +139,24 @@ class JsonlShardWriter:
             self._file.close()
             self._file, self._rows_in_shard, self._bytes_in_shard = None, 0, 0
 
-    def close(self) -> list[Path]:
+    def close(self) -> list[str]:
         """Name the shards; with no rows there is none (an empty JSONL file is
         neither a valid OpenAI training file nor readable by `datasets`)."""
         self._close_shard()
-        n = len(self._paths)
-        final = []
-        for i, path in enumerate(self._paths):
-            target = self.folder / f"train-{i:05d}-of-{n:05d}.jsonl"
-            os.replace(path, target)
-            final.append(target)
-        return final
+        return _name_shards(self.fs, self.folder, self._paths, "jsonl")
 
     def abort(self) -> None:
         self._close_shard()
+
+
+def _name_shards(fs: pafs.FileSystem, folder: str, parts: list[str], ext: str) -> list[str]:
+    """Give written `.part-*` files their final `train-0000i-of-0000n` names."""
+    final = []
+    for i, path in enumerate(parts):
+        target = storage.join(folder, f"train-{i:05d}-of-{len(parts):05d}.{ext}")
+        storage.move(fs, path, target)
+        final.append(target)
+    return final
 
 
 @dataclass
@@ -253,7 +255,7 @@ def apply_verdict(traj: dict[str, Any], v: Verdict) -> dict[str, Any]:
 
 
 def export(
-    out_dir: Path | str,
+    out_dir: storage.Location,
     rows_per_shard: int = 20000,
     row_group_mb: int = 64,
     verdicts: dict[str, Verdict] | None = None,
@@ -266,28 +268,28 @@ def export(
     `formats` are the SFT views to write (synth/export/formats.py; default:
     all registered): each gets `data/sft-<name>/`, built in the same pass from
     the trajectories whose status, verdict applied, is accepted."""
-    out_dir = Path(out_dir)
+    fs, root = storage.resolve(out_dir)
     names = sft.check_names(sft.FORMATS if formats is None else formats)
-    for leftover in [*out_dir.glob(".data-*.tmp"), *out_dir.glob(".data-old-*")]:
-        shutil.rmtree(leftover, ignore_errors=True)  # a killed export's half-built or old folders
-    tmp = out_dir / f".data-{uuid.uuid4().hex[:8]}.tmp"
+    _remove_leftovers(fs, root)
+    tmp = storage.join(root, f".data-{uuid.uuid4().hex[:8]}.tmp")
     stats = ExportStats(sft_samples={n: 0 for n in names})
     seen: set[str] = set()
-    trajectories = ShardWriter(tmp / "trajectories", hf_schema(TRAJECTORIES_SCHEMA), 10**9, row_group_mb << 20)
+    group_bytes = row_group_mb << 20
+    trajectories = ShardWriter(fs, storage.join(tmp, "trajectories"), hf_schema(TRAJECTORIES_SCHEMA), 10**9, group_bytes)
     steps = ShardWriter(
-        tmp / "steps", hf_schema(STEPS_SCHEMA, IMAGE_COLUMNS["steps"]), rows_per_shard, row_group_mb << 20
+        fs, storage.join(tmp, "steps"), hf_schema(STEPS_SCHEMA, IMAGE_COLUMNS["steps"]), rows_per_shard, group_bytes
     )
     writers: dict[str, ShardWriter | JsonlShardWriter] = {}
     for name in names:
         fmt = sft.FORMATS[name]
-        folder = tmp / fmt.config
+        folder = storage.join(tmp, fmt.config)
         writers[name] = (
-            ShardWriter(folder, hf_schema(fmt.schema, fmt.image_columns), rows_per_shard, row_group_mb << 20)
+            ShardWriter(fs, folder, hf_schema(fmt.schema, fmt.image_columns), rows_per_shard, group_bytes)
             if fmt.schema is not None
-            else JsonlShardWriter(folder, rows_per_shard)
+            else JsonlShardWriter(fs, folder, rows_per_shard)
         )
     try:
-        for traj in staging.iter_rows(out_dir / "staging"):
+        for traj in staging.iter_rows(storage.child(out_dir, "staging")):
             if traj["trajectory_id"] in seen:
                 stats.duplicates_skipped += 1
                 continue
@@ -307,29 +309,41 @@ def export(
         steps.close()
         for writer in writers.values():
             writer.close()
-        _swap(tmp, out_dir / "data")
+        # the data/ folder swapped in: two renames locally, a copy on object stores
+        storage.replace_dir(fs, tmp, storage.join(root, "data"), between=lambda: crash_point("export.swap"))
     except BaseException:
         for writer in writers.values():
             if isinstance(writer, JsonlShardWriter):
                 writer.abort()
-        shutil.rmtree(tmp, ignore_errors=True)
+        storage.delete_dir(fs, tmp)
         raise
-    _write_dataset_info(out_dir, "messages" in names)
+    _write_dataset_info(fs, root, "messages" in names)
     return stats
 
 
-def _write_dataset_info(out_dir: Path, messages: bool) -> None:
+def _remove_leftovers(fs: pafs.FileSystem, root: str) -> None:
+    """What a killed run left at the dataset root: a half-built `.data-*.tmp`
+    or an old `.data-old-*` folder, and temporary files of atomic writes
+    (manifest, card, reviews)."""
+    for folder in storage.list_dirs(fs, root):
+        name = folder.rsplit("/", 1)[-1]
+        if name.startswith(".data-") and (name.endswith(".tmp") or name.startswith(".data-old-")):
+            storage.delete_dir(fs, folder)
+    for path in storage.list_files(fs, root, ".tmp", hidden=True):
+        if path.rsplit("/", 1)[-1].startswith("."):
+            storage.delete(fs, path)
+
+
+def _write_dataset_info(fs: pafs.FileSystem, root: str, messages: bool) -> None:
     """LLaMA-Factory's `dataset_info.json` at the dataset root (its
     `dataset_dir`), naming `data/sft-messages`; removed when that config is not
     exported. It cannot go inside the config's folder: LLaMA-Factory reads a
     `file_name` folder whole and wants one file type there."""
-    path = out_dir / "dataset_info.json"
+    path = storage.join(root, "dataset_info.json")
     if not messages:
-        path.unlink(missing_ok=True)
+        storage.delete(fs, path)
         return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(sft.llamafactory_dataset_info(), indent=2) + "\n")
-    os.replace(tmp, path)
+    storage.write_atomic(fs, path, json.dumps(sft.llamafactory_dataset_info(), indent=2) + "\n")
 
 
 def _count(stats: ExportStats, traj: dict[str, Any]) -> None:
@@ -350,15 +364,3 @@ def _count(stats: ExportStats, traj: dict[str, Any]) -> None:
     else:
         reason = (traj["reject_reason"] or "unknown").split(":", 1)[0]
         c["reject_reason"][reason] += 1
-
-
-def _swap(new: Path, current: Path) -> None:
-    """Put `new` in place of `current` with two renames; the old copy is
-    removed after. A crash between the renames leaves `current` missing (never
-    half-written); the next run rebuilds it from staging."""
-    old = current.with_name(f".{current.name}-old-{uuid.uuid4().hex[:8]}")
-    if current.exists():
-        os.replace(current, old)
-    crash_point("export.swap")
-    os.replace(new, current)
-    shutil.rmtree(old, ignore_errors=True)

@@ -20,7 +20,6 @@ import asyncio
 import base64
 import functools
 import json
-import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ import jinja2
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synth import staging
+from synth import staging, storage
 from synth.export.formats import StepView, describe, steps
 from synth.schema import Monologue
 
@@ -159,13 +158,13 @@ def parse(text: str) -> Monologue:
 
 
 class MonologueStore:
-    """Kept and dropped monologues on disk, one Parquet file per batch."""
+    """Kept and dropped monologues in the output, one Parquet file per batch (atomic)."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, folder: storage.Location) -> None:
+        self.fs, self.folder = storage.resolve(folder)
         self.rows: dict[tuple[str, int], Generated] = {}
-        for f in sorted(folder.glob("*.parquet")) if folder.exists() else []:
-            for r in pq.read_table(f).to_pylist():
+        for f in storage.list_files(self.fs, self.folder, ".parquet"):
+            for r in pq.read_table(f, filesystem=self.fs).to_pylist():
                 mono = Monologue(observation=r["observation"], thought=r["thought"],
                                  low_level_instruction=r["low_level_instruction"])
                 self.rows[(r["trajectory_id"], r["step_index"])] = Generated(
@@ -176,17 +175,15 @@ class MonologueStore:
     def add(self, generated: list[Generated]) -> None:
         if not generated:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         rows = [
             {"trajectory_id": g.trajectory_id, "step_index": g.step_index, **g.monologue.model_dump(),
              "consistent": g.consistent, "model": g.model, "tokens_in": g.tokens_in, "tokens_out": g.tokens_out,
              "cost_usd": g.cost_usd}
             for g in generated
         ]
-        name = uuid.uuid4().hex[:12]
-        tmp = self.folder / f".{name}.tmp"
-        pq.write_table(pa.Table.from_pylist(rows, schema=CACHE_SCHEMA), tmp)
-        os.replace(tmp, self.folder / f"{name}.parquet")
+        path = storage.join(self.folder, f"{uuid.uuid4().hex[:12]}.parquet")
+        with storage.atomic_output(self.fs, path) as f:
+            pq.write_table(pa.Table.from_pylist(rows, schema=CACHE_SCHEMA), f)
         for g in generated:
             self.rows[(g.trajectory_id, g.step_index)] = g
 
@@ -220,7 +217,7 @@ async def _generate(client: Any, views: list[StepView], concurrency: int, counts
 
 
 def annotate(
-    out_dir: Path, accepted: Iterable[str], client_config: Any, concurrency: int = 8, batch: int = 64
+    out_dir: storage.Location, accepted: Iterable[str], client_config: Any, concurrency: int = 8, batch: int = 64
 ) -> tuple[dict[str, dict[int, Monologue]], MonologueCounts]:
     """Monologues for the steps of `accepted` trajectories that have none;
     returns the kept ones by trajectory and step, and counts."""
@@ -231,7 +228,7 @@ def annotate(
     except jinja2.TemplateError as e:
         raise ValueError(f"{PROMPT}: {type(e).__name__}: {e}") from None
     wanted = set(accepted)
-    store = MonologueStore(out_dir / "quality" / "monologue")
+    store = MonologueStore(storage.child(out_dir, "quality", "monologue"))
     client = LLMClient(client_config)
     counts = MonologueCounts()
     pending: list[StepView] = []
@@ -243,7 +240,7 @@ def annotate(
         counts.cost_usd += sum(g.cost_usd for g in fresh)
         pending.clear()
 
-    for row in staging.iter_rows(out_dir / "staging"):
+    for row in staging.iter_rows(storage.child(out_dir, "staging")):
         if row["trajectory_id"] not in wanted:
             continue
         wanted.discard(row["trajectory_id"])  # a twice-staged id once

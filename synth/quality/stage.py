@@ -22,13 +22,12 @@ import os
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synth import staging
+from synth import staging, storage
 from synth.config import QualityConfig
 from synth.faults import crash_point
 from synth.quality.consistency import check
@@ -90,7 +89,7 @@ def _light(t: Trajectory, max_steps: int | None) -> _Light:
     )
 
 
-def scan(staging_dir: Path, tasks: dict[str, Task]) -> list[_Light]:
+def scan(staging_dir: storage.Location, tasks: dict[str, Task]) -> list[_Light]:
     """Every staged trajectory (first copy of each id), screenshots dropped."""
     out, seen = [], set()
     for row in staging.iter_rows(staging_dir):
@@ -105,27 +104,29 @@ def scan(staging_dir: Path, tasks: dict[str, Task]) -> list[_Light]:
     return out
 
 
-def read_reviews(out_dir: Path) -> dict[str, Review]:
+def read_reviews(out_dir: storage.Location) -> dict[str, Review]:
     """Reviewer verdicts written by the annotation UI (`reviews.parquet`), the
     latest per trajectory."""
-    path = out_dir / "reviews.parquet"
-    if not path.exists():
+    fs, root = storage.resolve(out_dir)
+    path = storage.join(root, "reviews.parquet")
+    if not storage.exists(fs, path):
         return {}
-    rows = sorted(pq.read_table(path).to_pylist(), key=lambda r: r["reviewed_at"] or 0.0)
+    rows = sorted(pq.read_table(path, filesystem=fs).to_pylist(), key=lambda r: r["reviewed_at"] or 0.0)
     return {r["trajectory_id"]: Review.model_validate(r) for r in rows}
 
 
-def reference_keys(paths: Iterable[Path]) -> list[str]:
+def reference_keys(paths: Iterable[storage.Location]) -> list[str]:
     """Dedup keys of previously accepted data (`data/trajectories` shards)."""
     from synth.schema import Action
 
     keys = []
-    for path in paths:
-        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+    for location in paths:
+        fs, path = storage.resolve(location)
+        files = storage.list_files(fs, path, ".parquet", recursive=True) if storage.is_dir(fs, path) else [path]
         if not files:
-            raise FileNotFoundError(f"quality.dedup.reference: no Parquet files under {path}")
+            raise FileNotFoundError(f"quality.dedup.reference: no Parquet files under {location}")
         for f in files:
-            table = pq.read_table(f, columns=["status", "instruction", "steps"])
+            table = pq.read_table(f, columns=["status", "instruction", "steps"], filesystem=fs)
             for r in table.to_pylist():
                 if r["status"] == "accepted":
                     keys.append(action_key(r["instruction"], [Action.model_validate(s["action"]) for s in r["steps"]]))
@@ -133,14 +134,13 @@ def reference_keys(paths: Iterable[Path]) -> list[str]:
 
 
 class ReplayCache:
-    """Replay results on disk, one Parquet file per batch (atomic)."""
+    """Replay results in the output, one Parquet file per batch (atomic)."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, folder: storage.Location) -> None:
+        self.fs, self.folder = storage.resolve(folder)
         self.results: dict[tuple[str, str], ReplayResult] = {}
-        if folder.exists():
-            for f in sorted(folder.glob("*.parquet")):
-                for r in pq.read_table(f).to_pylist():
+        for f in storage.list_files(self.fs, self.folder, ".parquet"):
+            for r in pq.read_table(f, filesystem=self.fs).to_pylist():
                     self.results[(r["trajectory_id"], r["settings"])] = ReplayResult(
                         r["trajectory_id"], r["passed"], r["reason"] or "", list(r["unnecessary"] or [])
                     )
@@ -151,32 +151,33 @@ class ReplayCache:
     def add(self, results: list[ReplayResult], settings: str) -> None:
         if not results:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         rows = [
             {"trajectory_id": r.trajectory_id, "settings": settings, "passed": r.passed, "reason": r.reason,
              "unnecessary": r.unnecessary}
             for r in results
         ]
-        name = uuid.uuid4().hex[:12]
-        tmp = self.folder / f".{name}.tmp"
-        pq.write_table(pa.Table.from_pylist(rows, schema=REPLAY_CACHE_SCHEMA), tmp)
-        crash_point("quality.replay_cache")
-        os.replace(tmp, self.folder / f"{name}.parquet")
+        path = storage.join(self.folder, f"{uuid.uuid4().hex[:12]}.parquet")
+        with storage.atomic_output(self.fs, path) as f:
+            pq.write_table(pa.Table.from_pylist(rows, schema=REPLAY_CACHE_SCHEMA), f)
+            crash_point("quality.replay_cache")  # written, not yet in place
         for r in results:
             self.results[(r.trajectory_id, settings)] = r
 
 
 def assess(
-    out_dir: Path,
+    out_dir: storage.Location,
     config: QualityConfig,
     tasks: dict[str, Task],
     replay: Replay | None,
-    reference: Iterable[Path] = (),
+    reference: Iterable[storage.Location] = (),
     on_stage: Callable[[str, int], None] | None = None,
+    cache_dir: str | None = None,
 ) -> tuple[dict[str, Verdict], dict[str, Any]]:
-    """Verdicts for every staged trajectory, and per-gate counts."""
+    """Verdicts for every staged trajectory, and per-gate counts. `cache_dir`
+    is the local folder for the monologue gate's reply cache (SQLite; default
+    `storage.cache_dir(out_dir)`)."""
     say = on_stage or (lambda name, n: None)
-    items = scan(out_dir / "staging", tasks)
+    items = scan(storage.child(out_dir, "staging"), tasks)
     reviews = read_reviews(out_dir)
     gates: dict[str, Any] = {}
     verdicts: dict[str, Verdict] = {}
@@ -253,7 +254,7 @@ def assess(
     }
     gates["minimality"] = _minimality_counts(config, groups, verdicts)
     say("replay", gates["replay"]["replayed"])
-    gates["monologue"] = _monologue_gate(out_dir, config, verdicts)
+    gates["monologue"] = _monologue_gate(out_dir, config, verdicts, cache_dir or storage.cache_dir(out_dir))
     gates["accepted"] = sum(v.status == "accepted" for v in verdicts.values())
     order = ("judge", "review", "consistency", "dedup", "replay", "minimality", "monologue", "accepted")
     return verdicts, {k: gates[k] for k in order}
@@ -265,7 +266,7 @@ def _settings(config: QualityConfig) -> str:
 
 
 def _replay_gate(
-    out_dir: Path,
+    out_dir: storage.Location,
     config: QualityConfig,
     tasks: dict[str, Task],
     groups: dict[str, list[_Light]],
@@ -277,7 +278,7 @@ def _replay_gate(
     if not config.replay.enabled or replay is None:
         counts["not_sampled"] = len(groups)
         return counts
-    cache = ReplayCache(out_dir / "quality" / "replay")
+    cache = ReplayCache(storage.child(out_dir, "quality", "replay"))
     settings = _settings(config)
     minimality = config.minimality.mode != "off"
     position = {rep: 0 for rep in groups}  # which member currently represents the group
@@ -354,7 +355,9 @@ def _minimality_counts(config: QualityConfig, groups: dict[str, list[_Light]], v
     return {"mode": config.minimality.mode, "rejected": flagged, "steps_dropped": dropped}
 
 
-def _monologue_gate(out_dir: Path, config: QualityConfig, verdicts: dict[str, Verdict]) -> dict[str, Any]:
+def _monologue_gate(
+    out_dir: storage.Location, config: QualityConfig, verdicts: dict[str, Verdict], cache_dir: str
+) -> dict[str, Any]:
     mc = config.monologue
     if not mc.enabled:
         return {"enabled": False}
@@ -365,7 +368,7 @@ def _monologue_gate(out_dir: Path, config: QualityConfig, verdicts: dict[str, Ve
 
     from synth.quality.monologue import annotate
 
-    client = ClientConfig.from_config(mc, cache_path=str(out_dir / "quality" / "monologue-replies.sqlite"))
+    client = ClientConfig.from_config(mc, cache_path=os.path.join(cache_dir, "monologue-replies.sqlite"))
     accepted = [tid for tid, v in verdicts.items() if v.status == "accepted"]
     kept, counts = annotate(out_dir, accepted, client, mc.concurrency)
     for tid, monologues in kept.items():
