@@ -304,7 +304,9 @@ def memory_child(n: int, folder: Path) -> dict[str, Any]:
         raise SystemExit("synth.pipeline has no SourceActor to stand in for: update bench/pipeline.py --memory")
     sp.SourceActor = StubActor
     start = rss_mb()
-    seeds = math.ceil(n / len(sp.tasks_from(TEMPLATES, None, 1)))
+    from synth.tasks import tasks_from
+
+    seeds = math.ceil(n / len(tasks_from(TEMPLATES, None, 1)))
     plan = sp.prepare(pipeline_yaml(folder, None, seeds, name=f"mem{n}", replay=False), limit=n)
     planned = rss_mb()
     # The peak so far (VmHWM) as each stage of execute() ends: record, quality, export.

@@ -20,19 +20,20 @@ from collections import Counter
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+import pyarrow.compute as pc
 import ray
 
 from synth import staging, storage
-from synth.config import ConfigError, PipelineConfig, SourceConfig, load_pipeline
+from synth.config import PipelineConfig, SourceConfig, load_pipeline
 from synth.faults import crash_point
 from synth.export.card import card, manifest
 from synth.export.shards import export
 from synth.quality.replay import ReplayJob, ReplayResult
 from synth.quality.stage import assess
 from synth.schema import Task
-from synth.tasks import tasks_from
+from synth.tasks import TaskSet, seed_range, select_templates
 from synth.workers import Pool, PipelineError, ReplayActor, SourceActor, drive
 
 MIN_EPISODES_FOR_FAILURE_CHECK = 20
@@ -76,16 +77,15 @@ class RunResult:
     interrupted: bool = False
 
 
-def plan(config: PipelineConfig, base: Path) -> list[Task]:
-    """Every task the pipeline asks for, in a stable order."""
-    tasks: list[Task] = []
+def plan(config: PipelineConfig, base: Path, limit: int | None = None) -> TaskSet:
+    """Every task the pipeline asks for (the first `limit`), in a stable
+    order, instantiated only when iterated."""
+    selections = []
     for sel in config.tasks:
         # an absolute `templates` path replaces `base` (pathlib's `/`)
-        tasks.extend(tasks_from(base / sel.templates, sel.include, sel.seeds_per_template))
-    ids = [t.task_id for t in tasks]
-    if len(set(ids)) != len(ids):
-        raise ConfigError("tasks: the same template is selected twice (duplicate task ids)")
-    return tasks
+        for site, tpl in select_templates(base / sel.templates, sel.include):
+            selections.append((site, tpl, seed_range(tpl, sel.seeds_per_template)))
+    return TaskSet(selections, limit)
 
 
 class RaySession:
@@ -138,7 +138,7 @@ class Job:
 
     kind: str
     config: SourceConfig
-    tasks: list[Task]
+    tasks: TaskSet
 
 
 @dataclass
@@ -148,7 +148,7 @@ class Plan:
 
     config_path: Path
     config: PipelineConfig
-    tasks: list[Task]
+    tasks: TaskSet
     jobs: list[Job]
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -169,8 +169,8 @@ def prepare(config_path: Path | str, limit: int | None = None) -> Plan:
 
     config_path = Path(config_path)
     config = load_pipeline(config_path)
-    tasks = plan(config, config_path.parent.resolve())
-    tasks = tasks[:limit] if limit is not None else tasks
+    tasks = plan(config, config_path.parent.resolve(), limit)
+    tasks.check()
     jobs, skipped = [], {}
     for kind in ACTOR_SOURCES:
         source_config = getattr(config.sources, kind)
@@ -185,7 +185,7 @@ def prepare(config_path: Path | str, limit: int | None = None) -> Plan:
         if reason:
             skipped[kind] = reason
             continue
-        jobs.append(Job(kind, source_config, [t for t in tasks if cls.selects(t, source_config)]))
+        jobs.append(Job(kind, source_config, tasks.where(lambda t: cls.selects(t, source_config))))
     return Plan(config_path, config, tasks, jobs, skipped)
 
 
@@ -199,12 +199,9 @@ def execute(
     cache_dir = storage.cache_dir(out_dir, config.cache_dir)
     staging.remove_partial(staging_dir)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    todo: list[Job] = []
-    for job in p.jobs:
-        done = staging.finished_task_ids(staging_dir, source=job.kind)
-        todo.append(Job(job.kind, job.config, [t for t in job.tasks if t.task_id not in done]))
+    todo = [(job, *_still_to_do(job, staging_dir)) for job in p.jobs]
     total = sum(len(j.tasks) for j in p.jobs)
-    remaining = sum(len(j.tasks) for j in todo)
+    remaining = sum(n for _, _, n in todo)
     progress = Progress(total=total, skipped=total - remaining, done=total - remaining)
     notify = on_progress or (lambda progress: None)
     notify(progress)
@@ -213,7 +210,7 @@ def execute(
         try:
             if remaining:
                 session.ensure()
-                _record(config, [j for j in todo if j.tasks], staging_dir, run_id, progress, notify)
+                _record(config, [(job, tasks, n) for job, tasks, n in todo if n], staging_dir, run_id, progress, notify)
                 staging.remove_partial(staging_dir)  # left by a worker that died mid-write
             if config.sources.human.enabled:
                 from annotation_ui.harvest import sync
@@ -224,7 +221,7 @@ def execute(
             verdicts, gates = assess(
                 out_dir,
                 config.quality,
-                {t.task_id: t for t in p.tasks},
+                p.tasks,
                 replay=lambda jobs: _replay(config, session, jobs, run_id, progress, notify),
                 reference=[p.config_path.parent.resolve() / r for r in config.quality.dedup.reference],
                 cache_dir=cache_dir,
@@ -261,9 +258,24 @@ def _actor_resources(source: SourceConfig) -> dict[str, Any]:
     return resources
 
 
+def _still_to_do(job: Job, staging_dir: str) -> tuple[Iterator[Task], int]:
+    """The job's tasks without a staged trajectory from its source, as they
+    come (skipping the staged ones), and how many there are."""
+    staged = staging.table(staging_dir, ["task_id", "template_id", "seed", "source"])
+    done: set[str] = set()
+    if staged is not None:
+        staged = staged.filter(pc.equal(staged["source"], job.kind))
+        done = set(staged["task_id"].to_pylist())
+        rows = zip(staged["task_id"].to_pylist(), staged["template_id"].to_pylist(), staged["seed"].to_pylist(), strict=True)
+        planned_done = len({task_id for task_id, template_id, seed in rows if job.tasks.contains(template_id, seed)})
+    else:
+        planned_done = 0
+    return (t for t in job.tasks if t.task_id not in done), len(job.tasks) - planned_done
+
+
 def _record(
     config: PipelineConfig,
-    jobs: list[Job],
+    jobs: list[tuple[Job, Iterator[Task], int]],
     staging_dir: str,
     run_id: str,
     progress: Progress,
@@ -271,7 +283,7 @@ def _record(
 ) -> None:
     """One pool of source actors per job, fed until every task is staged."""
     pools = []
-    for job in jobs:
+    for job, tasks, count in jobs:
         options = {"browser": config.browser, "site_options": _site_options(config), "run_id": run_id,
                    "config": job.config, "cache_dir": storage.cache_dir(config.output_dir, config.cache_dir)}
 
@@ -288,8 +300,8 @@ def _record(
             done = staging.finished_task_ids(staging_dir, source=kind)
             return [t for t in batch if t.task_id not in done]
 
-        pool = Pool(job.kind, new_actor, job.config.actors, job.tasks, config.ray.batch_size, on_results,
-                    key=lambda t: t.task_id, still_todo=still_todo)
+        pool = Pool(job.kind, new_actor, job.config.actors, tasks, config.ray.batch_size, on_results,
+                    key=lambda t: t.task_id, still_todo=still_todo, total=count)
         pool.max_failure_share = job.config.max_failure_share
         pools.append(pool)
     drive(pools, payload=lambda pool, batch: [t.model_dump(mode="json") for t in batch])

@@ -37,7 +37,9 @@ class Source(ABC):
 
     @classmethod
     def selects(cls, task: Task, config: SourceConfig) -> bool:
-        """Whether this source should run `task`."""
+        """Whether this source should run `task`. Decided per template: the
+        pipeline asks with one task of each template and runs all of its tasks
+        or none."""
         return True
 
     @classmethod

@@ -47,7 +47,7 @@ import functools
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Sequence
 
 import jinja2
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -176,37 +176,42 @@ def load_templates(path: Path | str) -> list[tuple[str, Template]]:
 
 def instantiate(site: str, tpl: Template, seeds: int | None = None) -> list[Task]:
     """Tasks for each seed of the template (the first `seeds` if given)."""
+    return [instantiate_seed(site, tpl, seed) for seed in seed_range(tpl, seeds)]
+
+
+def seed_range(tpl: Template, seeds: int | None = None) -> range:
+    """The seeds a template is instantiated with (the first `seeds` if given)."""
+    return range(tpl.seeds.start, tpl.seeds.start + (seeds if seeds is not None else tpl.seeds.count))
+
+
+def instantiate_seed(site: str, tpl: Template, seed: int) -> Task:
+    """The template's task for one seed: slots picked, intent, start URL and
+    judge rendered. A pure function of (template, seed)."""
     template_id = f"{site}/{tpl.id}"
     where = tpl._where or f"template {template_id}"
-    count = seeds if seeds is not None else tpl.seeds.count
-    tasks = []
-    for seed in range(tpl.seeds.start, tpl.seeds.start + count):
-        slots = pick_slots(site, tpl, seed) if tpl.slots else {}
-        context = {**tpl.params, **slots, "seed": seed}
-        instruction = _render(tpl.intent, context, where, "intent") if tpl.intent is not None else None
-        start_url = _render(tpl.start_url, context, where, "start_url") if tpl.start_url is not None else None
-        judge = tpl.judge
-        if slots or any("{" in v for _, v in _strings(judge.params)):
-            params = _render_value(judge.params, context, where, "judge")
-            judge = JudgeSpec.model_validate({"type": judge.type, **params})
-        # Without slots the id is what it always was (MiniWoB++ task ids stay put).
-        key = (tpl.params, slots, seed) if slots else (tpl.params, seed)
-        tasks.append(
-            Task(
-                task_id=stable_id("task", template_id, *key),
-                template_id=template_id,
-                site=site,
-                instruction=instruction,
-                start_url=start_url,
-                params={**tpl.params, "slots": slots} if slots else tpl.params,
-                judge=judge,
-                solver=tpl.solver,
-                seed=seed,
-                max_steps=tpl.max_steps,
-                difficulty=tpl.difficulty,
-            )
-        )
-    return tasks
+    slots = pick_slots(site, tpl, seed) if tpl.slots else {}
+    context = {**tpl.params, **slots, "seed": seed}
+    instruction = _render(tpl.intent, context, where, "intent") if tpl.intent is not None else None
+    start_url = _render(tpl.start_url, context, where, "start_url") if tpl.start_url is not None else None
+    judge = tpl.judge
+    if slots or any("{" in v for _, v in _strings(judge.params)):
+        params = _render_value(judge.params, context, where, "judge")
+        judge = JudgeSpec.model_validate({"type": judge.type, **params})
+    # Without slots the id is what it always was (MiniWoB++ task ids stay put).
+    key = (tpl.params, slots, seed) if slots else (tpl.params, seed)
+    return Task(
+        task_id=stable_id("task", template_id, *key),
+        template_id=template_id,
+        site=site,
+        instruction=instruction,
+        start_url=start_url,
+        params={**tpl.params, "slots": slots} if slots else tpl.params,
+        judge=judge,
+        solver=tpl.solver,
+        seed=seed,
+        max_steps=tpl.max_steps,
+        difficulty=tpl.difficulty,
+    )
 
 
 # ---------------------------------------------------------------- slots
@@ -357,8 +362,8 @@ def pick_slots(site: str, tpl: Template, seed: int) -> dict[str, Any]:
     return picked
 
 
-def tasks_from(path: Path | str, include: list[str] | None = None, seeds: int | None = None) -> list[Task]:
-    """Every task of the templates at `path` (optionally only `include` ids)."""
+def select_templates(path: Path | str, include: list[str] | None = None) -> list[tuple[str, Template]]:
+    """(site, template) for the templates at `path` (optionally only `include` ids)."""
     pairs = load_templates(path)
     if include is not None:
         known = {t.id for _, t in pairs} | {f"{s}/{t.id}" for s, t in pairs}
@@ -366,4 +371,69 @@ def tasks_from(path: Path | str, include: list[str] | None = None, seeds: int | 
         if unknown:
             raise ConfigError(f"include: unknown template ids {unknown}; known: {sorted(t.id for _, t in pairs)}")
         pairs = [(s, t) for s, t in pairs if t.id in include or f"{s}/{t.id}" in include]
-    return [task for site, tpl in pairs for task in instantiate(site, tpl, seeds)]
+    return pairs
+
+
+def tasks_from(path: Path | str, include: list[str] | None = None, seeds: int | None = None) -> list[Task]:
+    """Every task of the templates at `path` (optionally only `include` ids)."""
+    return [task for site, tpl in select_templates(path, include) for task in instantiate(site, tpl, seeds)]
+
+
+class TaskSet:
+    """The tasks a pipeline asks for, instantiated on demand rather than held,
+    so a run of 100k tasks keeps only the batches in flight in memory.
+
+    A set is a list of (site, template, seeds) selections. Iterating yields the
+    tasks in a stable order (selection by selection, seed by seed); `len` and
+    `contains` need no instantiation; `find` re-creates one task from what a
+    staged trajectory records (template id, seed, task id)."""
+
+    def __init__(self, selections: Sequence[tuple[str, Template, range]], limit: int | None = None) -> None:
+        self.selections: list[tuple[str, Template, range]] = []
+        left = limit
+        for site, tpl, seeds in selections:
+            if left is not None:
+                seeds, left = seeds[:left], left - len(seeds[:left])
+            if len(seeds):
+                self.selections.append((site, tpl, seeds))
+        self._by_id: dict[str, tuple[str, Template, range]] = {}
+        for site, tpl, seeds in self.selections:
+            template_id = f"{site}/{tpl.id}"
+            if template_id in self._by_id:
+                raise ConfigError(f"tasks: template {template_id} is selected twice")
+            self._by_id[template_id] = (site, tpl, seeds)
+
+    def __len__(self) -> int:
+        return sum(len(seeds) for _, _, seeds in self.selections)
+
+    def __iter__(self) -> Iterator[Task]:
+        return (instantiate_seed(site, tpl, seed) for site, tpl, seeds in self.selections for seed in seeds)
+
+    def contains(self, template_id: str, seed: int) -> bool:
+        """Whether the set has this template's task for `seed` (no instantiation;
+        a template edited since a task was recorded gives it another id)."""
+        where = self._by_id.get(template_id)
+        return where is not None and seed in where[2]
+
+    def find(self, template_id: str, seed: int, task_id: str) -> Task | None:
+        """The task with this id, if this set has it (None when its template or
+        seed is not selected, or the template changed since it was recorded)."""
+        if not self.contains(template_id, seed):
+            return None
+        site, tpl, _ = self._by_id[template_id]
+        task = instantiate_seed(site, tpl, seed)
+        return task if task.task_id == task_id else None
+
+    def max_steps(self, template_id: str) -> int | None:
+        where = self._by_id.get(template_id)
+        return where[1].max_steps if where else None
+
+    def check(self) -> None:
+        """Instantiate each template's first task, so a template that cannot
+        render fails before anything runs (a later seed fails when it comes up)."""
+        self.where(lambda task: False)
+
+    def where(self, keep: Callable[[Task], bool]) -> "TaskSet":
+        """The selections whose first task `keep` accepts, with all their seeds:
+        sources choose tasks per template."""
+        return TaskSet([(site, tpl, seeds) for site, tpl, seeds in self.selections if keep(instantiate_seed(site, tpl, seeds[0]))])

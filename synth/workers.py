@@ -10,8 +10,9 @@ back on the queue for a fresh actor, up to `MAX_BATCH_RETRIES` times each.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sized
 
 import ray
 
@@ -156,34 +157,53 @@ _abandoned: set[asyncio.Task] = set()
 
 
 class Pool:
-    """A set of actors of one kind and the queue of batches they work through.
-    `on_results(pool, results)` sees each finished batch's return value."""
+    """A set of actors of one kind and the batches they work through, taken
+    from `items` only as actors are ready for them (so an iterator of 100k
+    tasks is never held at once). `on_results(pool, results)` sees each
+    finished batch's return value."""
 
     def __init__(
         self,
         name: str,
         new_actor: Callable[[int], ray.actor.ActorHandle],
         actors: int,
-        items: Sequence[Any],
+        items: Iterable[Any],
         batch_size: int,
         on_results: Callable[["Pool", list[Any]], None],
         key: Callable[[Any], str] = str,
         still_todo: Callable[[list[Any]], list[Any]] = lambda batch: batch,
+        total: int | None = None,
     ) -> None:
         self.name, self.new_actor, self.on_results, self.key = name, new_actor, on_results, key
         self.still_todo = still_todo
         """What of a batch whose worker died is still to do (a worker can die
         right after it staged the batch, before the driver heard back)."""
-        self.batches = deque(list(items[i : i + batch_size]) for i in range(0, len(items), batch_size))
+        self._items, self.batch_size = iter(items), batch_size
+        self.total = len(items) if total is None and isinstance(items, Sized) else total
+        self.taken = 0
+        self.requeued: deque[list[Any]] = deque()
+        """Batches whose worker died, run again before any new one."""
         self.actors = [new_actor(i) for i in range(actors)]
         self.stopped: str | None = None
         self.max_failure_share = 1.0
 
+    def next_batch(self) -> list[Any]:
+        """The next batch to submit; empty when there is none (or the pool stopped)."""
+        if self.stopped:
+            return []
+        if self.requeued:
+            return self.requeued.popleft()
+        batch = list(itertools.islice(self._items, self.batch_size))
+        self.taken += len(batch)
+        return batch
+
     def stop(self, why: str) -> int:
-        """Feed this pool no more; returns how many queued items are dropped."""
+        """Feed this pool no more; returns how many items are dropped (those
+        not yet taken are counted only if the pool knows its total)."""
         self.stopped = why
-        dropped = sum(len(b) for b in self.batches)
-        self.batches.clear()
+        dropped = sum(len(b) for b in self.requeued) + (self.total - self.taken if self.total is not None else 0)
+        self.requeued.clear()
+        self._items = iter(())
         return dropped
 
 
@@ -195,8 +215,8 @@ def drive(pools: list[Pool], payload: Callable[[Pool, list[Any]], Any] = lambda 
 
     def submit(pool: Pool, i: int) -> None:
         nonlocal seq
-        if pool.batches and not pool.stopped:
-            batch = pool.batches.popleft()
+        batch = pool.next_batch()
+        if batch:
             ref = pool.actors[i].run_batch.remote(payload(pool, batch), seq)
             in_flight[ref] = (pool, i, pool.actors[i], batch)
             seq += 1
@@ -226,7 +246,7 @@ def drive(pools: list[Pool], payload: Callable[[Pool, list[Any]], Any] = lambda 
                     pool.actors[i] = pool.new_actor(i)
                 left = pool.still_todo(batch)
                 if left:
-                    pool.batches.appendleft(left)
+                    pool.requeued.appendleft(left)
                 if len(left) < len(batch):
                     pool.on_results(pool, [{"recovered": len(batch) - len(left)}])
                 submit(pool, i)

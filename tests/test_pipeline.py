@@ -74,9 +74,10 @@ def test_run_writes_every_task_once(finished_run):
     assert "accepted" in result.stdout
 
 
-def test_shards_load_with_datasets_offline(finished_run):
+def test_shards_load_with_datasets_offline(finished_run, tmp_path):
     _, out, _ = finished_run
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    # a cache of its own: `datasets` must read these files, not an earlier run's
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf")}
     code = f"""
 import json
 from datasets import load_dataset, Image
@@ -212,7 +213,7 @@ def test_push_uploads_exactly_the_dataset(finished_run, tmp_path, monkeypatch):
     assert "README.md" in sent and "manifest.json" in sent
     assert not any(f.startswith(("staging/", "quality/")) for f in sent)
     assert sent == sorted(hub.plan_push(out).files)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf")}
     code = f"from datasets import load_dataset; print(load_dataset('{tmp_path / 'repo'}', 'trajectories', split='train').num_rows)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and r.stdout.strip().splitlines()[-1] == "18", r.stderr[-2000:]

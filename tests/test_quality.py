@@ -90,3 +90,19 @@ def test_near_duplicate_groups_are_transitive_and_row_order_free():
     texts = [" ".join(t) for t in (d, c, a, b)]
     assert near_duplicate_groups(texts) == [0, 1, 1, 1]
     assert near_duplicate_groups(texts[::-1]) == [0, 0, 0, 3]
+
+
+def test_packed_replay_steps_round_trip():
+    from synth.quality.replay import ReplayStep, pack_steps, unpack_steps
+    from synth.schema import Action
+
+    steps = [
+        ReplayStep(Action(name="click", x=0.25, y=0.5), 0.0),
+        ReplayStep(Action(name="type", text="héllo 'x'"), 120.5),
+        ReplayStep(Action(name="press", key="Control+a")),
+        ReplayStep(Action(name="drag", x=0.1, y=0.2, x2=0.3, y2=0.4)),
+        ReplayStep(Action(name="scroll", dy=0.5)),
+        ReplayStep(Action(name="answer", text="42")),
+    ]
+    assert unpack_steps(pack_steps(steps)) == steps
+    assert unpack_steps(pack_steps([])) == []

@@ -50,10 +50,17 @@ def hf_schema(schema: pa.Schema, image_columns: Iterable[str] = ()) -> pa.Schema
     return schema.with_metadata({"huggingface": json.dumps({"info": {"features": features.to_dict()}})})
 
 
+ROW_GROUP_ROWS = 2048
+"""Rows buffered per row group at most, whatever their size: rows wait in the
+buffer as Python dicts, several times their Parquet size, so a byte budget
+alone would let a run's small text rows pile up in the driver."""
+
+
 class ShardWriter:
     """Writes rows into numbered shards, `rows_per_shard` each, with row groups
     of at most `row_group_bytes` (the Hub's viewer wants them small in image
-    configs). Shards get their final `-of-N` names in `close()`."""
+    configs) and `ROW_GROUP_ROWS` rows. Shards get their final `-of-N` names
+    in `close()`."""
 
     def __init__(
         self, fs: pafs.FileSystem, folder: str, schema: pa.Schema, rows_per_shard: int, row_group_bytes: int
@@ -72,7 +79,7 @@ class ShardWriter:
         self._buffer.append(row)
         self._buffer_bytes += size_hint
         self.rows += 1
-        if self._buffer_bytes >= self.row_group_bytes:
+        if self._buffer_bytes >= self.row_group_bytes or len(self._buffer) >= ROW_GROUP_ROWS:
             self._flush()
         if self._rows_in_shard + len(self._buffer) >= self.rows_per_shard:
             self._flush()

@@ -18,6 +18,7 @@ at once, then one by one if that fails.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -32,6 +33,16 @@ from synth.sources import BrowserSource
 class ReplayStep:
     action: Action
     waited_ms: float = 0.0
+
+
+def pack_steps(steps: Sequence[ReplayStep]) -> bytes:
+    """Steps as compact JSON: the quality stage holds them for every passing
+    trajectory until its replay, and as objects they cost ~1.7 KB a step."""
+    return json.dumps([[s.action.model_dump(mode="json", exclude_none=True), s.waited_ms] for s in steps]).encode()
+
+
+def unpack_steps(packed: bytes) -> list[ReplayStep]:
+    return [ReplayStep(Action.model_validate(a), w) for a, w in json.loads(packed)]
 
 
 @dataclass

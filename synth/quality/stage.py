@@ -32,8 +32,9 @@ from synth.config import QualityConfig
 from synth.faults import crash_point
 from synth.quality.consistency import check
 from synth.quality.dedup import Item, action_key, duplicates
-from synth.quality.replay import ReplayJob, ReplayResult, ReplayStep, noop_steps, sampled, steps_of
-from synth.schema import Monologue, Review, Task, Trajectory
+from synth.quality.replay import ReplayJob, ReplayResult, noop_steps, pack_steps, sampled, steps_of, unpack_steps
+from synth.schema import Monologue, Review, Trajectory
+from synth.tasks import TaskSet
 
 Replay = Callable[[list[ReplayJob]], Iterable[ReplayResult]]
 
@@ -71,25 +72,27 @@ class _Light:
     trajectory_id: str
     task_id: str
     template_id: str
+    seed: int
     passed: bool
     reject_reason: str | None
     num_steps: int
     key: str
     flags: list[str]
-    job_steps: list[ReplayStep]
+    job_steps: bytes
+    """Packed (replay.pack_steps): held for every passing trajectory."""
     noop: list[int]
 
 
 def _light(t: Trajectory, max_steps: int | None) -> _Light:
     passed = t.status == "accepted"
     return _Light(
-        t.trajectory_id, t.task_id, t.template_id, passed, t.reject_reason, len(t.steps),
+        t.trajectory_id, t.task_id, t.template_id, t.seed, passed, t.reject_reason, len(t.steps),
         action_key(t.instruction, [s.action for s in t.steps]),
-        check(t, max_steps) if passed else [], steps_of(t) if passed else [], noop_steps(t) if passed else [],
+        check(t, max_steps) if passed else [], pack_steps(steps_of(t)) if passed else b"", noop_steps(t) if passed else [],
     )
 
 
-def scan(staging_dir: storage.Location, tasks: dict[str, Task]) -> list[_Light]:
+def scan(staging_dir: storage.Location, tasks: TaskSet) -> list[_Light]:
     """Every staged trajectory (first copy of each id), screenshots dropped."""
     out, seen = [], set()
     for row in staging.iter_rows(staging_dir):
@@ -99,8 +102,8 @@ def scan(staging_dir: storage.Location, tasks: dict[str, Task]) -> list[_Light]:
         for s in row["steps"]:
             s["observation"]["screenshot"] = None
         t = Trajectory.model_validate(row)
-        task = tasks.get(t.task_id)
-        out.append(_light(t, task.max_steps if task else None))
+        planned = tasks.contains(t.template_id, t.seed)
+        out.append(_light(t, tasks.max_steps(t.template_id) if planned else None))
     return out
 
 
@@ -167,7 +170,7 @@ class ReplayCache:
 def assess(
     out_dir: storage.Location,
     config: QualityConfig,
-    tasks: dict[str, Task],
+    tasks: TaskSet,
     replay: Replay | None,
     reference: Iterable[storage.Location] = (),
     on_stage: Callable[[str, int], None] | None = None,
@@ -268,7 +271,7 @@ def _settings(config: QualityConfig) -> str:
 def _replay_gate(
     out_dir: storage.Location,
     config: QualityConfig,
-    tasks: dict[str, Task],
+    tasks: TaskSet,
     groups: dict[str, list[_Light]],
     verdicts: dict[str, Verdict],
     replay: Replay | None,
@@ -286,23 +289,27 @@ def _replay_gate(
     for rep, members in groups.items():
         if not sampled(members[0].trajectory_id, config.replay.sample_rate):
             counts["not_sampled"] += 1
-        elif members[0].task_id not in tasks:
+        elif not tasks.contains(members[0].template_id, members[0].seed):
             counts["task_unknown"] += 1
         else:
             pending.append(rep)
     for _ in range(MAX_REPLAY_ROUNDS):
         if not pending:
             break
-        jobs, results = [], {}
+        jobs, results, unknown = [], {}, set()
         for rep in pending:
             it = groups[rep][position[rep]]
             hit = cache.get(it.trajectory_id, settings)
             if hit is not None:
                 counts["cached"] += 1
                 results[it.trajectory_id] = hit
-            else:
-                jobs.append(ReplayJob(it.trajectory_id, tasks[it.task_id], it.job_steps, it.noop, minimality,
+            elif (task := tasks.find(it.template_id, it.seed, it.task_id)) is not None:
+                jobs.append(ReplayJob(it.trajectory_id, task, unpack_steps(it.job_steps), it.noop, minimality,
                                       config.minimality.exhaustive))
+            else:  # its template was edited since: the task it was recorded on is gone
+                counts["task_unknown"] += 1
+                unknown.add(rep)
+        pending = [rep for rep in pending if rep not in unknown]
         if jobs:
             fresh = list(replay(jobs))
             cache.add(fresh, settings)
