@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
+import threading
+from contextlib import contextmanager
 from collections import deque
-from typing import Any, Callable, Iterable, Sized
+from typing import Any, Callable, Iterable, Iterator, Sized
 
 import ray
 
@@ -207,8 +210,40 @@ class Pool:
         return dropped
 
 
+_ctrl_c = threading.Event()
+
+
+@contextmanager
+def _noticing_ctrl_c() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual and is also remembered. One
+    that lands while Ray's core is calling back into Python can be lost (the
+    Cython layer reports "Exception ignored" and goes on, as in ray#7734), so
+    the feeding loop checks the flag itself between waits."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _ctrl_c.clear()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        _ctrl_c.set()
+        if previous is not signal.SIG_IGN:
+            (previous if callable(previous) else signal.default_int_handler)(signum, frame)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def drive(pools: list[Pool], payload: Callable[[Pool, list[Any]], Any] = lambda pool, batch: batch) -> None:
     """Feed every pool's batches to its actors until all are done."""
+    with _noticing_ctrl_c():
+        _drive(pools, payload)
+
+
+def _drive(pools: list[Pool], payload: Callable[[Pool, list[Any]], Any]) -> None:
     in_flight: dict[ray.ObjectRef, tuple[Pool, int, ray.actor.ActorHandle, list[Any]]] = {}
     failures: dict[str, int] = {}
     seq = 0
@@ -228,7 +263,11 @@ def drive(pools: list[Pool], payload: Callable[[Pool, list[Any]], Any] = lambda 
     interrupted = False
     try:
         while in_flight:
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            if _ctrl_c.is_set():
+                raise KeyboardInterrupt
+            if not ready:
+                continue
             pool, i, handle, batch = in_flight.pop(ready[0])
             try:
                 results = ray.get(ready[0])
@@ -255,6 +294,8 @@ def drive(pools: list[Pool], payload: Callable[[Pool, list[Any]], Any] = lambda 
                 raise PipelineError(f"{pool.name} worker failed: {e.cause!r}") from None
             pool.on_results(pool, results)
             submit(pool, i)
+        if _ctrl_c.is_set():
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         interrupted = True  # Ctrl-C: no polite shutdown, ray.shutdown() kills the actors
         raise

@@ -168,9 +168,9 @@ def test_lost_browser_costs_a_retry_not_the_run(tmp_path, fault):
     assert _signal_browsers(proc, signal.SIGKILL if fault == "crash" else signal.SIGSTOP) > 0
     code, err = finish(proc, timeout=300)
     assert code == 0, err[-3000:]
-    rows = pq.read_table(tmp_path / "out/data/trajectories", columns=["status", "error"]).to_pylist()
+    rows = pq.read_table(tmp_path / "out/data/trajectories", columns=["status", "reject_reason", "error"]).to_pylist()
     assert len(rows) == 8
-    assert all(r["status"] == "accepted" for r in rows), [r["error"] for r in rows]
+    assert all(r["status"] == "accepted" for r in rows), [(r["reject_reason"], r["error"]) for r in rows]
 
 
 def test_mostly_failing_run_stops_with_a_summary(tmp_path):
