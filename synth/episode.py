@@ -84,6 +84,11 @@ async def finish(
                 )
             except Exception as e:  # noqa: BLE001 - a failing judge is a rejection, not a crash
                 verdict = Verdict(passed=False, reason=f"judge {task.judge.type} failed: {_describe(e)}")
+                if INFRASTRUCTURE_ERRORS.search(verdict.reason):
+                    # the browser died under the judge: no verdict at all, so
+                    # an error (a retry on a fresh browser), not a rejection
+                    error = error or verdict.reason
+                    env.discard_page()
     finally:
         await env.close()
     return record(

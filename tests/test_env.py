@@ -172,3 +172,17 @@ async def test_reusable_pages_come_back_clean_and_broken_ones_do_not(browser, mi
     await run_episode(env, make_task("login-user", seed=3), crash, source="solver", source_detail="crash")
     assert pool.take("miniwob") is None  # an episode that failed does not give its page back
     await pool.close()
+
+
+async def test_browser_lost_under_the_judge_is_an_error_worth_a_retry(env, make_task):
+    from synth.episode import lost_to_infrastructure
+
+    async def crash_before_the_judge(env, obs):
+        try:
+            await env.page.goto("chrome://crash")  # the renderer dies; the judge reads this page next
+        except Exception:
+            pass
+
+    t = await run_episode(env, make_task("click-button", seed=0), crash_before_the_judge, source="solver", source_detail="x")
+    assert t.status == "rejected" and t.error and t.error.startswith("judge miniwob_reward failed")
+    assert lost_to_infrastructure(t)  # retried on a fresh browser by the actor, not kept as a judge's rejection
