@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -313,3 +314,36 @@ def _query_stats_and_push(out: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     # a cache of its own: `datasets` may key a local folder's cache by its name, not its files
     loaded = load_dataset(str(pushed), "trajectories", split="train", cache_dir=str(tmp_path / "hf-cache"))
     assert sorted(loaded["trajectory_id"]) == sorted(ids)
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_swap_on_s3_resumes_with_exact_totals(s3, tmp_path):
+    """On an object store the swap of `data/` is a delete then copies, not a
+    rename: killed between the two (SIGKILL of the whole run), the bucket has
+    no `data/` and a half-built temporary folder. The same command rebuilds
+    `data/` from staging, removes the leftover and ends with the same ids."""
+    from synth.pipeline import prepare
+    from synth.schema import trajectory_id
+
+    out = s3()
+    pipeline = _write_pipeline(tmp_path, out)
+    env = {**os.environ, **AWS_ENV, "SYNTH_CRASH_AT": "export.swap:1"}
+    killed = subprocess.run(  # its own process group: the crash point kills the group
+        [sys.executable, "-m", "synth.cli", "run", str(pipeline)], capture_output=True, text=True, timeout=240,
+        cwd=ROOT, env=env, start_new_session=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    fs, root = storage.resolve(out)
+    assert not storage.exists(fs, storage.join(root, "data/trajectories"))
+    assert [d for d in storage.list_dirs(fs, root) if d.rsplit("/", 1)[-1].startswith(".data-")]
+    assert not storage.exists(fs, storage.join(root, "manifest.json"))
+
+    r = _run(pipeline)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not [d for d in storage.list_dirs(fs, root) if d.rsplit("/", 1)[-1].startswith(".data-")]
+    shards = storage.list_files(fs, storage.join(root, "data/trajectories"), ".parquet")
+    ids = ds.dataset(shards, filesystem=fs).to_table().column("trajectory_id").to_pylist()
+    expected = {trajectory_id(t.task_id, "solver", t.solver) for t in prepare(pipeline).tasks}
+    assert len(ids) == len(set(ids)) == 6 and set(ids) == expected
+    m = json.loads(storage.read_text(fs, storage.join(root, "manifest.json")))
+    assert m["trajectories"] == 6 and m["accepted"] + m["rejected"] == 6
