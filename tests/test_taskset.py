@@ -90,3 +90,12 @@ def test_pool_takes_batches_only_when_asked():
     assert pool.next_batch() == [4, 5, 6, 7]
     assert pool.stop("budget spent") == 10**6 - 8
     assert pool.next_batch() == [] and len(pulled) == 8
+
+
+def test_prepare_with_a_limit_plans_only_the_first_tasks():
+    from synth.pipeline import prepare
+
+    plan_ = prepare("pipelines/web.yaml", limit=50)
+    assert len(plan_.tasks) == 50
+    (solver,) = [j for j in plan_.jobs if j.kind == "solver"]
+    assert len(solver.tasks) == 50 and [t.task_id for t in solver.tasks] == [t.task_id for t in plan_.tasks]
