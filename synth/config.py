@@ -278,6 +278,11 @@ class DedupConfig(BaseModel):
     enabled: bool = True
     threshold: float | None = Field(0.8, gt=0, le=1, description="MinHash LSH Jaccard threshold; null: exact only")
     num_perm: int = Field(128, ge=16, le=1024)
+    tolerance: float = Field(
+        0.02, ge=0, le=1,
+        description="near duplicates click within this distance of each other (a fraction of the screenshot); "
+        "further apart, a click is a different grounding sample",
+    )
     reference: list[str] = Field(
         default_factory=list,
         description="previously accepted data to dedup against: `data/trajectories` folders or Parquet files, "

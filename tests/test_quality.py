@@ -106,3 +106,17 @@ def test_packed_replay_steps_round_trip():
     ]
     assert unpack_steps(pack_steps(steps)) == steps
     assert unpack_steps(pack_steps([])) == []
+
+
+def test_a_click_moved_across_the_page_is_not_a_near_duplicate():
+    from synth.quality.dedup import Item, action_key, duplicates
+    from synth.schema import Action
+
+    def one_click(i: str, y: float) -> Item:
+        return Item(i, action_key('Close the dialog box by clicking the "x".', [Action(name="click", x=0.68, y=y)]), True, 1)
+
+    # one word differs: 9 of 11 three-grams shared, Jaccard 0.82 >= 0.8
+    base, jitter, moved = one_click("a", 0.47), one_click("b", 0.48), one_click("c", 0.42)
+    assert duplicates([base, jitter]) == {"b": "a"}  # a 0.01 jitter: the same sample
+    assert duplicates([base, moved]) == {}  # the dialog elsewhere: another grounding sample
+    assert duplicates([base, moved], tolerance=0.1) == {"c": "a"}

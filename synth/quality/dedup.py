@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -202,7 +202,11 @@ def _jaccard(sets: tuple[np.ndarray, np.ndarray, np.ndarray], left: np.ndarray, 
 
 
 def near_duplicate_groups(
-    texts: Sequence[str], threshold: float = 0.8, num_perm: int = 128, chunk_pairs: int = 50_000
+    texts: Sequence[str],
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    chunk_pairs: int = 50_000,
+    also: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> list[int]:
     """For each text, the index of its group's first member (itself if unique).
 
@@ -226,6 +230,8 @@ def near_duplicate_groups(
         for chunk in np.array_split(pairs, max(1, len(pairs) // chunk_pairs))
     ]
     edges = np.concatenate(similar)
+    if also is not None and len(edges):
+        edges = edges[also(edges[:, 0], edges[:, 1])]
     return _components(n, edges[:, 0], edges[:, 1]).tolist()
 
 
@@ -239,16 +245,47 @@ class Item:
     length: int
 
 
-def duplicates(items: Sequence[Item], threshold: float | None = 0.8, num_perm: int = 128) -> dict[str, str]:
+_COORDINATE = re.compile(r"\b[xy]2?=(-?\d+(?:\.\d+)?)")
+
+
+def _coordinates(key: str) -> np.ndarray:
+    """The pointer coordinates in a key, in order."""
+    return np.array([float(v) for v in _COORDINATE.findall(key)])
+
+
+def duplicates(
+    items: Sequence[Item], threshold: float | None = 0.8, num_perm: int = 128, tolerance: float = 0.02
+) -> dict[str, str]:
     """{id: representative id} for every item that is not its group's
     representative. Groups are exact key matches, then near duplicates of the
     exact groups' keys (`threshold=None`: exact only); the representative is
-    the passing one first, then the shortest, then the smallest id."""
+    the passing one first, then the shortest, then the smallest id.
+
+    Near duplicates have a Jaccard similarity of word 3-grams >= `threshold`
+    and, when they have the same number of pointer coordinates (the same
+    clicks, maybe elsewhere), each within `tolerance` (a fraction of the
+    screenshot) of the other's. As words alone, a click moved across the page
+    is one changed word, which on a one-click key is within a 0.8 threshold;
+    but a moved target is a different grounding sample. Steps added or left
+    out change the words, and the threshold judges those."""
     first: dict[str, int] = {}
     group = [first.setdefault(it.key, i) for i, it in enumerate(items)]
     if threshold is not None and items:
         reps = sorted(set(group))
-        near = near_duplicate_groups([items[i].key for i in reps], threshold, num_perm)
+        coordinates: dict[int, np.ndarray] = {}  # parsed only for candidate pairs
+
+        def at(i: int) -> np.ndarray:
+            if i not in coordinates:
+                coordinates[i] = _coordinates(items[reps[i]].key)
+            return coordinates[i]
+
+        def clicks_close(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+            return np.array([
+                len(at(a)) != len(at(b)) or bool(np.all(np.abs(at(a) - at(b)) <= tolerance + 1e-9))
+                for a, b in zip(left.tolist(), right.tolist(), strict=True)
+            ], dtype=bool)
+
+        near = near_duplicate_groups([items[i].key for i in reps], threshold, num_perm, also=clicks_close)
         rep_group = {r: reps[g] for r, g in zip(reps, near, strict=True)}
         group = [rep_group[g] for g in group]
     members: dict[int, list[Item]] = {}
@@ -272,9 +309,10 @@ class Dedup:
 
     threshold: float | None = 0.8
     num_perm: int = 128
+    tolerance: float = 0.02
 
     def __call__(self, trajectories: list[Trajectory]) -> list[Trajectory]:
-        dup = duplicates([item(t) for t in trajectories], self.threshold, self.num_perm)
+        dup = duplicates([item(t) for t in trajectories], self.threshold, self.num_perm, self.tolerance)
         for t in trajectories:
             t.duplicate_of = dup.get(t.trajectory_id)
         return trajectories

@@ -226,7 +226,7 @@ def assess(
         ref = reference_keys(reference)
         dedup_items = [Item(f"ref:{i}", k, True, 0) for i, k in enumerate(ref)]
         dedup_items += [Item(it.trajectory_id, it.key, True, it.num_steps) for it in alive]
-        dup = duplicates(dedup_items, config.dedup.threshold, config.dedup.num_perm)
+        dup = duplicates(dedup_items, config.dedup.threshold, config.dedup.num_perm, config.dedup.tolerance)
         groups = {}
         for it in alive:
             rep = dup.get(it.trajectory_id, it.trajectory_id)
