@@ -29,7 +29,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from annotation_ui.store import Store, decode_trajectory
 from synth import staging, storage
@@ -164,8 +163,7 @@ def write_reviews(store: Store, location: storage.Location) -> int:
         [{k: r[k] for k in REVIEWS_SCHEMA.names} for r in rows], schema=REVIEWS_SCHEMA
     )
     fs, path = storage.resolve(location)
-    with storage.atomic_output(fs, path) as f:
-        pq.write_table(table, f)
+    storage.write_parquet(fs, path, table)
     return len(rows)
 
 

@@ -28,9 +28,8 @@ def write_batch(staging_dir: storage.Location, trajectories: list[Trajectory], n
     """Atomically add one staging file holding `trajectories`; returns its path."""
     fs, folder = storage.resolve(staging_dir)
     final = storage.join(folder, f"{name}.parquet")
-    with storage.atomic_output(fs, final) as f:
-        pq.write_table(trajectories_to_table(trajectories), f, compression="zstd")
-        crash_point("staging.write")  # encoded, not yet in place
+    storage.write_parquet(fs, final, trajectories_to_table(trajectories), before_rename=lambda: crash_point("staging.write"),
+                          compression="zstd")
     crash_point("staging.written")
     return final
 

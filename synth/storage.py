@@ -37,7 +37,7 @@ import uuid
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
@@ -169,6 +169,27 @@ def write_atomic(fs: pafs.FileSystem, path: str, data: bytes | str) -> None:
     """Write a whole file atomically (see `atomic_output`)."""
     with atomic_output(fs, path) as f:
         f.write(data.encode() if isinstance(data, str) else data)
+
+
+def write_parquet(
+    fs: pafs.FileSystem, path: str, table: pa.Table, before_rename: Callable[[], None] = lambda: None, **options: Any
+) -> None:
+    """Write `table` as one Parquet file, atomically (`atomic_output`).
+    `before_rename` runs once it is encoded and not yet in place (crash points)."""
+    import pyarrow.parquet as pq
+
+    with atomic_output(fs, path) as f:
+        pq.write_table(table, f, **options)
+        before_rename()
+
+
+def read_parquet_rows(fs: pafs.FileSystem, folder: str) -> Iterator[dict[str, Any]]:
+    """The rows of every Parquet file in `folder` (a folder of batch files
+    such as the quality caches), file by file."""
+    import pyarrow.parquet as pq
+
+    for path in list_files(fs, folder, ".parquet"):
+        yield from pq.read_table(path, filesystem=fs).to_pylist()
 
 
 def open_output(fs: pafs.FileSystem, path: str) -> pa.NativeFile:

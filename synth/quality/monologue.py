@@ -28,7 +28,6 @@ from typing import Any, Iterable
 
 import jinja2
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from synth import staging, storage
 from synth.export.formats import StepView, describe, steps
@@ -163,14 +162,13 @@ class MonologueStore:
     def __init__(self, folder: storage.Location) -> None:
         self.fs, self.folder = storage.resolve(folder)
         self.rows: dict[tuple[str, int], Generated] = {}
-        for f in storage.list_files(self.fs, self.folder, ".parquet"):
-            for r in pq.read_table(f, filesystem=self.fs).to_pylist():
-                mono = Monologue(observation=r["observation"], thought=r["thought"],
-                                 low_level_instruction=r["low_level_instruction"])
-                self.rows[(r["trajectory_id"], r["step_index"])] = Generated(
-                    r["trajectory_id"], r["step_index"], mono, r["consistent"], r["model"],
-                    r["tokens_in"], r["tokens_out"], r["cost_usd"],
-                )
+        for r in storage.read_parquet_rows(self.fs, self.folder):
+            mono = Monologue(observation=r["observation"], thought=r["thought"],
+                             low_level_instruction=r["low_level_instruction"])
+            self.rows[(r["trajectory_id"], r["step_index"])] = Generated(
+                r["trajectory_id"], r["step_index"], mono, r["consistent"], r["model"],
+                r["tokens_in"], r["tokens_out"], r["cost_usd"],
+            )
 
     def add(self, generated: list[Generated]) -> None:
         if not generated:
@@ -182,8 +180,7 @@ class MonologueStore:
             for g in generated
         ]
         path = storage.join(self.folder, f"{uuid.uuid4().hex[:12]}.parquet")
-        with storage.atomic_output(self.fs, path) as f:
-            pq.write_table(pa.Table.from_pylist(rows, schema=CACHE_SCHEMA), f)
+        storage.write_parquet(self.fs, path, pa.Table.from_pylist(rows, schema=CACHE_SCHEMA))
         for g in generated:
             self.rows[(g.trajectory_id, g.step_index)] = g
 

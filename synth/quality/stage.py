@@ -142,11 +142,10 @@ class ReplayCache:
     def __init__(self, folder: storage.Location) -> None:
         self.fs, self.folder = storage.resolve(folder)
         self.results: dict[tuple[str, str], ReplayResult] = {}
-        for f in storage.list_files(self.fs, self.folder, ".parquet"):
-            for r in pq.read_table(f, filesystem=self.fs).to_pylist():
-                    self.results[(r["trajectory_id"], r["settings"])] = ReplayResult(
-                        r["trajectory_id"], r["passed"], r["reason"] or "", list(r["unnecessary"] or [])
-                    )
+        for r in storage.read_parquet_rows(self.fs, self.folder):
+            self.results[(r["trajectory_id"], r["settings"])] = ReplayResult(
+                r["trajectory_id"], r["passed"], r["reason"] or "", list(r["unnecessary"] or [])
+            )
 
     def get(self, trajectory_id: str, settings: str) -> ReplayResult | None:
         return self.results.get((trajectory_id, settings))
@@ -160,9 +159,8 @@ class ReplayCache:
             for r in results
         ]
         path = storage.join(self.folder, f"{uuid.uuid4().hex[:12]}.parquet")
-        with storage.atomic_output(self.fs, path) as f:
-            pq.write_table(pa.Table.from_pylist(rows, schema=REPLAY_CACHE_SCHEMA), f)
-            crash_point("quality.replay_cache")  # written, not yet in place
+        storage.write_parquet(self.fs, path, pa.Table.from_pylist(rows, schema=REPLAY_CACHE_SCHEMA),
+                              before_rename=lambda: crash_point("quality.replay_cache"))
         for r in results:
             self.results[(r.trajectory_id, settings)] = r
 
