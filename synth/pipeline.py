@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
@@ -199,7 +200,8 @@ def execute(
     cache_dir = storage.cache_dir(out_dir, config.cache_dir)
     staging.remove_partial(staging_dir)
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    todo = [(job, *_still_to_do(job, staging_dir)) for job in p.jobs]
+    staged = staging.table(staging_dir, ["task_id", "template_id", "seed", "source"])  # read once for every job
+    todo = [(job, *_still_to_do(job, staged)) for job in p.jobs]
     total = sum(len(j.tasks) for j in p.jobs)
     remaining = sum(n for _, _, n in todo)
     progress = Progress(total=total, skipped=total - remaining, done=total - remaining)
@@ -258,18 +260,15 @@ def _actor_resources(source: SourceConfig) -> dict[str, Any]:
     return resources
 
 
-def _still_to_do(job: Job, staging_dir: str) -> tuple[Iterator[Task], int]:
-    """The job's tasks without a staged trajectory from its source, as they
-    come (skipping the staged ones), and how many there are."""
-    staged = staging.table(staging_dir, ["task_id", "template_id", "seed", "source"])
-    done: set[str] = set()
-    if staged is not None:
-        staged = staged.filter(pc.equal(staged["source"], job.kind))
-        done = set(staged["task_id"].to_pylist())
-        rows = zip(staged["task_id"].to_pylist(), staged["template_id"].to_pylist(), staged["seed"].to_pylist(), strict=True)
-        planned_done = len({task_id for task_id, template_id, seed in rows if job.tasks.contains(template_id, seed)})
-    else:
-        planned_done = 0
+def _still_to_do(job: Job, staged: pa.Table | None) -> tuple[Iterator[Task], int]:
+    """The job's tasks without a trajectory from its source in `staged`, as
+    they come (skipping the staged ones), and how many there are."""
+    if staged is None:
+        return iter(job.tasks), len(job.tasks)
+    mine = staged.filter(pc.equal(staged["source"], job.kind))
+    done = set(mine["task_id"].to_pylist())
+    rows = zip(mine["task_id"].to_pylist(), mine["template_id"].to_pylist(), mine["seed"].to_pylist(), strict=True)
+    planned_done = len({task_id for task_id, template_id, seed in rows if job.tasks.contains(template_id, seed)})
     return (t for t in job.tasks if t.task_id not in done), len(job.tasks) - planned_done
 
 

@@ -428,12 +428,18 @@ class TaskSet:
         where = self._by_id.get(template_id)
         return where[1].max_steps if where else None
 
+    @functools.cached_property
+    def first_tasks(self) -> list[Task]:
+        """Each selection's first task. Building them is the check that every
+        template renders before anything runs (a later seed fails when it
+        comes up); `where` decides on them."""
+        return [instantiate_seed(site, tpl, seeds[0]) for site, tpl, seeds in self.selections]
+
     def check(self) -> None:
-        """Instantiate each template's first task, so a template that cannot
-        render fails before anything runs (a later seed fails when it comes up)."""
-        self.where(lambda task: False)
+        """Raise ConfigError now if a template cannot render its first task."""
+        self.first_tasks
 
     def where(self, keep: Callable[[Task], bool]) -> "TaskSet":
         """The selections whose first task `keep` accepts, with all their seeds:
         sources choose tasks per template."""
-        return TaskSet([(site, tpl, seeds) for site, tpl, seeds in self.selections if keep(instantiate_seed(site, tpl, seeds[0]))])
+        return TaskSet([sel for sel, first in zip(self.selections, self.first_tasks, strict=True) if keep(first)])
