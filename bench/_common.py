@@ -11,6 +11,7 @@ import math
 import os
 import re
 import resource
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,20 @@ async def record_solver_ops(tasks: list[Any], contexts: int = 3) -> dict[str, tu
             raise RuntimeError(f"{task.template_id} seed {task.seed}: the solver's episode was rejected: {tr.reject_reason}")
         out[task.task_id] = (tr.instruction, steps_to_ops(tr.steps))
     return out
+
+
+def ensure_venv(venv: Path, requirements: list[str], check: str, name: str) -> Path:
+    """A peer tool's own venv, created on first use (`python -m venv`, then
+    pip install `requirements`); `check` is Python code that must run in it.
+    Returns its python; a failed step exits with pip's last lines."""
+    py = venv / "bin" / "python"
+    if py.exists() and subprocess.run([str(py), "-c", check], capture_output=True).returncode == 0:
+        return py
+    print(f"creating {venv.relative_to(ROOT)}: pip install {' '.join(requirements)} (once; about a minute) ...", flush=True)
+    steps = [[sys.executable, "-m", "venv", str(venv)], [str(py), "-m", "pip", "install", "--quiet", *requirements]]
+    for cmd in steps:
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+            raise SystemExit(f"cannot set up {name}'s venv: {' '.join(cmd)} failed:\n{tail}")
+    return py

@@ -69,7 +69,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -92,20 +91,9 @@ _CHECK = (
 
 def ensure_venv() -> Path:
     """datatrove's own venv (bench/.venv-datatrove), created on first use; returns its python."""
-    py = VENV / "bin" / "python"
-    if py.exists() and subprocess.run([str(py), "-c", _CHECK], capture_output=True).returncode == 0:
-        return py
-    print(
-        f"creating {VENV.relative_to(ROOT)}: pip install {' '.join(REQUIREMENTS)} (once; about a minute) ...",
-        flush=True,
-    )
-    steps = [[sys.executable, "-m", "venv", str(VENV)], [str(py), "-m", "pip", "install", "--quiet", *REQUIREMENTS]]
-    for cmd in steps:
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-            raise SystemExit(f"cannot set up datatrove's venv: {' '.join(cmd)} failed:\n{tail}")
-    return py
+    from _common import ensure_venv as ensure
+
+    return ensure(VENV, REQUIREMENTS, _CHECK, "datatrove")
 
 
 # ---------------------------------------------------------------- the worker (datatrove's venv only)

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import DEFAULT_TASKS, ROOT, Op, load, machine_note, parse_tasks, record_solver_ops, solver_tasks, steps_to_ops
+from _common import DEFAULT_TASKS, ROOT, Op, ensure_venv, load, machine_note, parse_tasks, record_solver_ops, solver_tasks, steps_to_ops
 
 from synth.env import BrowserEnv, find_chromium  # noqa: E402
 from synth.schema import Action, Observation, Task  # noqa: E402
@@ -190,17 +190,7 @@ def run_synth(tasks: list[Task], procs: int, contexts: int) -> list[dict[str, An
 
 def ensure_browsergym(requirement: str) -> Path:
     """BrowserGym's own venv (it pins playwright==1.44): created on first use."""
-    py = BG_VENV / "bin" / "python"
-    if py.exists() and subprocess.run([str(py), "-c", "import browsergym.miniwob"], capture_output=True).returncode == 0:
-        return py
-    print(f"creating {BG_VENV.relative_to(ROOT)}: pip install {requirement} (once; about a minute) ...", flush=True)
-    steps = [[sys.executable, "-m", "venv", str(BG_VENV)], [str(py), "-m", "pip", "install", "--quiet", requirement]]
-    for cmd in steps:
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-            raise SystemExit(f"cannot set up BrowserGym's venv: {' '.join(cmd)} failed:\n{tail}")
-    return py
+    return ensure_venv(BG_VENV, [requirement], "import browsergym.miniwob", "BrowserGym")
 
 
 def run_browsergym(
