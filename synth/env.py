@@ -75,7 +75,13 @@ class BrowserConfig(BaseModel):
     action_timeout_ms: int = Field(5000, gt=0)
     navigation_timeout_ms: int = Field(20000, gt=0)
     screenshots: bool = True
+    snapshots: bool = Field(True, description="take the accessibility snapshot each observation (replays need none)")
     max_elements: int = Field(1500, gt=0, description="cap on snapshot elements per observation")
+    settle_timeout_ms: int = Field(
+        3000, ge=0,
+        description="longest wait for a settled page before each observation and replayed action "
+        "(no animation, request, short timer or image load pending, a still layout); 0 turns it off",
+    )
 
 
 async def launch_browser(playwright: Playwright, config: BrowserConfig) -> Browser:
@@ -165,6 +171,12 @@ class BrowserEnv:
         self.finished = False
         self.obs: Observation | None = None
         self._waited_ms = 0.0
+        self._settle_ms = 0.0
+        self._settled = True
+        self.target: str = "matched"
+        """How the last replayed pointer action found its recorded target:
+        matched (at the recorded point), relocated (by its selector: the
+        layout moved), missing (neither; acted at the recorded point)."""
         self._navigating = False
         self._loaded = asyncio.Event()
         self._requested = asyncio.Event()
@@ -181,7 +193,7 @@ class BrowserEnv:
         """Open a fresh context, let the site set the task up, observe."""
         await self.close()
         self.task, self.steps, self.answer, self.finished = task, [], None, False
-        self._waited_ms = 0.0
+        self._waited_ms = self._settle_ms = 0.0
         reused = self.pages.take(self.site.name) if self.pages is not None else None
         if reused is not None:
             self.context, self.page = reused
@@ -268,7 +280,7 @@ class BrowserEnv:
     """How long an action that may navigate (a click on a link or button,
     Enter) is given to start a navigation before the page is observed."""
 
-    async def _settle(self, action: Action, element: Element | None) -> None:
+    async def _follow_navigation(self, action: Action, element: Element | None) -> None:
         """If the action started a navigation, wait until the new document has
         loaded, so the next observation is of the new page. Sites whose
         episodes live in page JavaScript (`reuse_page`) are not watched."""
@@ -294,13 +306,18 @@ class BrowserEnv:
         return Box(x=0, y=0, width=vp["width"], height=vp["height"])
 
     async def observe(self) -> Observation:
-        """Screenshot of the observed area plus the compact snapshot."""
+        """Once the page has settled: a screenshot of the observed area plus
+        the compact snapshot."""
         page = self._page()
         area = self._area()
         try:
+            await self.settle()
             # A JSON string crosses Playwright's protocol far faster than the
             # same data as an object (bench/record.py: 4 ms against 9 ms).
-            snap = json.loads(await self._snapshot_json(page, area))
+            if self.config.snapshots:
+                snap = json.loads(await self._snapshot_json(page, area))
+            else:
+                snap = {"url": page.url, "title": "", "elements": []}
             shot = None
             if self.config.screenshots:
                 clip = area.model_dump() if self.area is not None else None
@@ -315,6 +332,36 @@ class BrowserEnv:
             screenshot=shot,
             elements=[Element.model_validate(el) for el in snap["elements"]],
         )
+
+    async def settle(self, point: tuple[float, float] | None = None, expected: Element | None = None) -> dict[str, Any]:
+        """Wait (at most `settle_timeout_ms`) until the page has settled: no
+        document loading, animation, request, short timer or image load
+        pending, and a layout that held still for a frame (snapshot.js,
+        `settle`). With `point` and `expected`, also until that element (by
+        role and name) is at the point. The time is recorded in the next step
+        (`settle_ms`), and whether it settled (`settled`)."""
+        if not self.config.settle_timeout_ms:
+            return {"settled": True, "ms": 0.0}
+        req: dict[str, Any] = {"timeout": self.config.settle_timeout_ms, "area": self._area().model_dump(),
+                               "root": self.root}
+        if point is not None and expected is not None:
+            req["point"] = {"x": point[0], "y": point[1]}
+            req["expected"] = {"role": expected.role, "name": expected.name, "selector": expected.selector,
+                               "width": expected.box.width, "height": expected.box.height}
+        page = self._page()
+        for _ in range(3):
+            try:
+                res = await page.evaluate("r => window.__synth.settle(r)", req)
+                break
+            except PlaywrightError as e:
+                if "context was destroyed" not in str(e) and "navigat" not in str(e) and "__synth" not in str(e):
+                    raise
+                await page.wait_for_load_state("load")
+        else:
+            res = {"settled": False, "ms": 0.0, "why": "the document kept changing"}
+        self._settle_ms += res["ms"]
+        self._settled = res["settled"]
+        return res
 
     async def _snapshot_json(self, page: Page, area: Box) -> str:
         """The snapshot; if a navigation replaces the document while it is
@@ -340,11 +387,14 @@ class BrowserEnv:
 
     # ---------------------------------------------------------------- acting
 
-    async def step(self, action: Action) -> Observation:
+    async def step(self, action: Action, expected: Element | None = None) -> Observation:
         """Run one action, record it with the observation it was taken on, observe.
 
         If the action aims at an element outside the observed area, a scroll
-        step is recorded first (as a person would scroll), then the action."""
+        step is recorded first (as a person would scroll), then the action.
+        `expected` (replays): the element the recording acted on; a pointer
+        action then waits until it is at the recorded point, and aims at it by
+        its selector if it never comes there (see `target`)."""
         if self.obs is None:
             raise EpisodeError("no episode is open: call reset(task) first")
         if self.finished:
@@ -353,6 +403,8 @@ class BrowserEnv:
             if self.task is not None and len(self.steps) >= self.task.max_steps:
                 raise StepLimitReached(f"step limit reached: {self.task.max_steps} steps ({self.task.template_id})")
             started = time.perf_counter()
+            if expected is not None:
+                action = await self._find_target(action, expected)
             resolved = await self._resolve(action, self.obs)
             if resolved.scroll is None:
                 return await self._act(resolved, started)
@@ -361,12 +413,32 @@ class BrowserEnv:
         error = f"element [{action.element_id}] is still out of view after {MAX_AUTO_SCROLLS} scrolls"
         return await self._act(Resolved(action, error=error), started)
 
+    async def _find_target(self, action: Action, expected: Element) -> Action:
+        """Wait until the recorded target is at the action's point; if it never
+        is, aim where its selector finds it (and say so in `target`)."""
+        self.target = "matched"
+        if action.name not in POINTER_ACTIONS or action.x is None or action.y is None:
+            return action
+        try:
+            res = await self.settle(self.obs.denormalise(action.x, action.y), expected)
+        except PlaywrightError as e:
+            self._healthy = False
+            raise EpisodeError(f"page is gone: {_first_line(e)}") from e
+        if res.get("target", True):
+            return action
+        if res.get("relocated"):
+            self.target = "relocated"
+            x, y = self.obs.normalise(res["relocated"]["x"], res["relocated"]["y"])
+            return action.model_copy(update={"x": x, "y": y})
+        self.target = "missing"
+        return action
+
     async def _act(self, resolved: Resolved, started: float) -> Observation:
         action, obs_before = resolved.action, self.obs
         self._requested.clear()
         error = resolved.error or await self._execute(action, resolved.element)
         if action.name not in ("answer", "done"):
-            await self._settle(action, resolved.element)
+            await self._follow_navigation(action, resolved.element)
         if action.name in ("answer", "done"):
             self.finished = True
             if action.name == "answer":
@@ -380,9 +452,11 @@ class BrowserEnv:
                 error=error,
                 duration_ms=(time.perf_counter() - started) * 1000,
                 waited_ms=self._waited_ms,
+                settle_ms=self._settle_ms,
+                settled=self._settled,
             )
         )
-        self._waited_ms = 0.0
+        self._waited_ms = self._settle_ms = 0.0
         if not self.finished:
             self.obs = await self.observe()
         return self.obs

@@ -132,6 +132,7 @@ def record(
         instruction=instruction or task.instruction or "",
         start_url=steps[0].observation.url if steps else "",
         final_url=final_url,
+        task_config=task.model_dump_json(),
         steps=steps,
         answer=answer,
         verdict=verdict,

@@ -364,7 +364,7 @@ def _replay(
     session.ensure()
     rc = config.quality.replay
     options = {
-        "browser": config.browser.model_copy(update={"screenshots": False}),
+        "browser": config.browser.model_copy(update={"screenshots": False, "snapshots": False}),
         "site_options": _site_options(config),
         "run_id": run_id,
         "config": SourceConfig(episode_timeout_s=rc.episode_timeout_s),

@@ -240,8 +240,14 @@ class Step(BaseModel):
     error: str | None = None
     duration_ms: float = 0.0
     waited_ms: float = 0.0
-    """Time the actor let the page settle before this action (env.wait), so a
+    """Time the actor chose to wait before this action (env.wait), so a
     replay can wait the same."""
+    settle_ms: float = 0.0
+    """Time spent waiting for the page to settle before this action's
+    observation (BrowserEnv.settle): what the machine's load cost, not a choice."""
+    settled: bool = True
+    """Whether the page had settled when observed (False: the settle wait
+    timed out, something kept moving or loading)."""
     agent: AgentCall | None = None
 
 
@@ -287,6 +293,10 @@ class Trajectory(BaseModel):
     instruction: str
     start_url: str = ""
     final_url: str = ""
+    task_config: str = ""
+    """The Task as JSON (site, params, seed, judge, max_steps): with the steps'
+    actions, targets and waits, what a replayer needs from the shards alone
+    (`Task.model_validate_json`)."""
     steps: list[Step] = Field(default_factory=list)
     answer: str | None = None
     verdict: Verdict
@@ -399,6 +409,8 @@ STEP = pa.struct(
         ("error", pa.string()),
         ("duration_ms", pa.float32()),
         ("waited_ms", pa.float32()),
+        ("settle_ms", pa.float32()),
+        ("settled", pa.bool_()),
         ("agent", AGENT_CALL),
     ]
 )
@@ -414,6 +426,7 @@ _TRAJECTORY_HEAD = [
     ("instruction", pa.string()),
     ("start_url", pa.string()),
     ("final_url", pa.string()),
+    ("task_config", pa.string()),
 ]
 _TRAJECTORY_TAIL = [
     ("answer", pa.string()),
@@ -448,6 +461,9 @@ STEP_SUMMARY = pa.struct(
         ("element", ELEMENT),
         ("monologue", MONOLOGUE),
         ("error", pa.string()),
+        ("waited_ms", pa.float32()),
+        ("settle_ms", pa.float32()),
+        ("settled", pa.bool_()),
     ]
 )
 TRAJECTORIES_SCHEMA = pa.schema(
@@ -479,6 +495,9 @@ STEPS_SCHEMA = pa.schema(
         ("element", ELEMENT),
         ("monologue", MONOLOGUE),
         ("error", pa.string()),
+        ("waited_ms", pa.float32()),
+        ("settle_ms", pa.float32()),
+        ("settled", pa.bool_()),
         ("agent", AGENT_CALL),
     ]
 )

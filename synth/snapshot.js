@@ -1,9 +1,11 @@
 // synth's in-page helper, installed in every document by BrowserEnv
 // (context.add_init_script). It keeps element ids stable for the life of a
 // document, takes the compact accessibility snapshot, and resolves an action's
-// target (by id or by point) in one round trip.
+// target (by id or by point) in one round trip, and tells when the page has
+// settled (see `settle`).
 (() => {
   if (window.__synth) return;
+  const pending = watchPendingWork();
   const ids = new WeakMap();
   const nodes = new Map();
   let next = 1;
@@ -310,5 +312,157 @@
     return el && el.isConnected ? el : null;
   }
 
-  window.__synth = { snapshot, resolve, byId };
+
+  // ------------------------------------------------------------ settling
+  // An action is taken, and an observation recorded, only on a settled page,
+  // during recording and replay alike, so neither depends on the machine's
+  // load: no document loading, no finite animation running (Web Animations,
+  // CSS transitions, jQuery's effect queue), no fetch/XHR the page started
+  // still in flight, no short timer pending (a debounce, a `setTimeout(fn, 0)`
+  // that moves a popup into place), no visible image still loading, and the
+  // boxes of the interactive elements the same in two consecutive frames (as
+  // Playwright's own "stable" actionability check).
+
+  // Installed before any page script runs (an init script): counts the page's
+  // in-flight requests and pending short timers. Timers re-armed from their
+  // own callbacks more than twice (polling loops, clocks) are not waited for.
+  function watchPendingWork() {
+    const SHORT_TIMER_MS = 1000;
+    const state = { requests: 0, timers: new Map(), depth: 0 };
+    const native = { setTimeout: window.setTimeout.bind(window), clearTimeout: window.clearTimeout.bind(window),
+                     raf: window.requestAnimationFrame.bind(window) };
+    window.setTimeout = function (fn, delay, ...args) {
+      const depth = state.depth + 1;
+      let id;
+      const wrapped = typeof fn === "function" ? function () {
+        state.timers.delete(id);
+        const outer = state.depth;
+        state.depth = depth;
+        try { return fn.apply(this, args); } finally { state.depth = outer; }
+      } : fn;
+      id = native.setTimeout(wrapped, delay);
+      if (typeof fn === "function" && (Number(delay) || 0) <= SHORT_TIMER_MS && depth <= 2) state.timers.set(id, { depth, delay: Number(delay) || 0, fn: String(fn).slice(0, 80) });
+      return id;
+    };
+    window.clearTimeout = function (id) { state.timers.delete(id); return native.clearTimeout(id); };
+    if (window.fetch) {
+      const fetch = window.fetch;
+      window.fetch = function (...args) {
+        state.requests++;
+        const done = () => { state.requests--; };
+        const p = fetch.apply(this, args);
+        p.then(done, done);
+        return p;
+      };
+    }
+    const send = XMLHttpRequest.prototype.send;
+    XMLHttpRequest.prototype.send = function (...args) {
+      state.requests++;
+      this.addEventListener("loadend", () => { state.requests--; }, { once: true });
+      return send.apply(this, args);
+    };
+    return { state, native };
+  }
+
+  const SIGNATURE_SELECTOR = "a,button,input,select,textarea,label,img,svg,canvas,iframe,summary,li,td,th," +
+    "h1,h2,h3,h4,h5,h6,[role],[onclick],[tabindex],[contenteditable]";
+
+  function busy(area) {
+    if (document.readyState !== "complete") return "document loading";
+    if (pending.state.requests > 0) return `${pending.state.requests} request(s) in flight`;
+    if (pending.state.timers.size > 0) return `${pending.state.timers.size} short timer(s) pending`;
+    const jq = window.jQuery;
+    if (jq && jq.timers && jq.timers.length) return "jQuery animation running";
+    if (document.getAnimations) {
+      for (const a of document.getAnimations()) {
+        if (a.playState !== "running") continue;
+        const end = a.effect && a.effect.getComputedTiming ? a.effect.getComputedTiming().endTime : Infinity;
+        if (Number.isFinite(end)) return "animation running";
+      }
+    }
+    for (const img of document.images) {
+      if (img.complete || img.loading === "lazy") continue;
+      const r = img.getBoundingClientRect();
+      if (r.width > 0 && r.height > 0 && (!area || intersects(r, area))) return "image loading";
+    }
+    return null;
+  }
+
+  function layoutSignature(root) {
+    const els = (root || document.body || document.documentElement).querySelectorAll(SIGNATURE_SELECTOR);
+    const parts = [window.scrollX, window.scrollY];
+    const n = Math.min(els.length, 2000);
+    for (let i = 0; i < n; i++) {
+      const r = els[i].getBoundingClientRect();
+      parts.push(Math.round(r.left), Math.round(r.top), Math.round(r.width), Math.round(r.height));
+    }
+    return parts.join(",");
+  }
+
+  // One rendered frame (or 100 ms where frames do not come: a hidden page).
+  const nextFrame = () => new Promise((resolve) => {
+    let done = false;
+    const go = () => { if (!done) { done = true; resolve(); } };
+    pending.native.raf(go);
+    pending.native.setTimeout(go, 100);
+  });
+
+  // Whether the recorded target is at the point: the element hit there or one
+  // of its ancestors has its role and name, and, when it has no name (an icon,
+  // a bare <span>), its size too (within 2 px), since a nameless role alone
+  // matches any container.
+  function targetAt(x, y, expected) {
+    for (let e = document.elementFromPoint(x, y); e && e.nodeType === 1; e = e.parentElement) {
+      const r = role(e);
+      if (r === expected.role && name(e, r) === expected.name) {
+        if (expected.name) return true;
+        const rect = e.getBoundingClientRect();
+        if (Math.abs(rect.width - expected.width) <= 2 && Math.abs(rect.height - expected.height) <= 2) return true;
+      }
+      if (e === document.body) break;
+    }
+    return false;
+  }
+
+  // The recorded target found by its selector when it is not at the recorded
+  // point (the layout moved): where to aim instead, or null.
+  function relocate(expected, area) {
+    if (!expected.selector) return null;
+    let el;
+    try { el = document.querySelector(expected.selector); } catch (e) { return null; }
+    if (!el) return null;
+    const rect = el.getBoundingClientRect();
+    if (rect.width <= 0 || rect.height <= 0) return null;
+    const [x, y] = aimPoint(el, rect, area);
+    return { x, y };
+  }
+
+  // Wait until the page has settled (see above) and, given `req.point` and
+  // `req.expected` ({role, name, selector}), until the expected element is at
+  // the point. Never longer than `req.timeout` ms: then say what was still busy.
+  async function settle(req) {
+    const t0 = performance.now();
+    const root = req.root ? document.querySelector(req.root) : null;
+    let last = null;
+    let why = "layout moving";
+    while (true) {
+      const reason = busy(req.area);
+      const sig = reason ? null : layoutSignature(root);
+      const still = sig !== null && sig === last;
+      const onTarget = !req.expected || targetAt(req.point.x, req.point.y, req.expected);
+      if (still && onTarget) return { settled: true, ms: performance.now() - t0 };
+      why = reason || (still ? "the recorded target is not at the point" : "layout moving");
+      if (performance.now() - t0 >= req.timeout) break;
+      last = sig;
+      await nextFrame();
+    }
+    const out = { settled: false, ms: performance.now() - t0, why };
+    if (req.expected && !targetAt(req.point.x, req.point.y, req.expected)) {
+      out.target = false;
+      out.relocated = relocate(req.expected, req.area);
+    }
+    return out;
+  }
+
+  window.__synth = { snapshot, resolve, byId, settle, busy, pending: pending.state };
 })();

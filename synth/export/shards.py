@@ -212,6 +212,7 @@ def step_rows(traj: dict[str, Any]) -> Iterable[tuple[dict[str, Any], int]]:
                 "element": step["element"],
                 "monologue": step["monologue"],
                 "error": step["error"],
+                **_waits(step),
                 "agent": step.get("agent"),
             },
             len(png or b"") + len(axtree) + 512,
@@ -230,10 +231,18 @@ def trajectory_row(traj: dict[str, Any]) -> dict[str, Any]:
             "element": s["element"],
             "monologue": s["monologue"],
             "error": s["error"],
+            **_waits(s),
         }
         for s in traj["steps"]
     ]
     return row
+
+
+def _waits(step: dict[str, Any]) -> dict[str, Any]:
+    """What a replayer waits before the step: the actor's own wait, and the
+    settle wait (staging written before it existed has none)."""
+    return {"waited_ms": step.get("waited_ms") or 0.0, "settle_ms": step.get("settle_ms") or 0.0,
+            "settled": step.get("settled", True) is not False}
 
 
 def apply_verdict(traj: dict[str, Any], v: Verdict) -> dict[str, Any]:

@@ -4,8 +4,15 @@ A trajectory is only trusted if its actions, re-executed by their recorded
 coordinates in a fresh environment on the same task and seed, make the judge
 pass again: this catches a judge fooled by timing, a page that was already in
 a lucky state, or a solver that acted through something other than the
-recorded actions. Each step waits what the recorder waited (`waited_ms`)
-before acting, as the original did.
+recorded actions.
+
+A replay runs no kinder than a new user's browser: a fresh context per
+replay (cold cache, empty storage), even on sites whose recordings reuse
+pages. It does not depend on the machine's load either: before each action it
+waits what the recorder chose to wait (`waited_ms`), then for the page to
+settle (BrowserEnv.settle) and for the recorded target (role and name) to be
+at the recorded point. If the target never comes there, the action aims at it
+by its recorded selector, and the verdict says so (`relocated`).
 
 Minimality asks the same question with steps left out: if the judge still
 passes without a step, the step was unnecessary, noise that breaks the link
@@ -17,6 +24,7 @@ at once, then one by one if that fails.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -25,7 +33,7 @@ from typing import Sequence
 from synth.env import BrowserEnv
 from synth.episode import run_episode
 from synth.quality.consistency import state_key
-from synth.schema import Action, Observation, Task, Trajectory
+from synth.schema import POINTER_ACTIONS, Action, Box, Element, Observation, Task, Trajectory
 from synth.sources import BrowserSource
 
 
@@ -33,16 +41,33 @@ from synth.sources import BrowserSource
 class ReplayStep:
     action: Action
     waited_ms: float = 0.0
+    target: Element | None = None
+    """The element the recording acted on (role, name, selector matter)."""
+
+
+def _target_fields(el: Element | None) -> dict | None:
+    if el is None:
+        return None
+    return {"role": el.role, "name": el.name, "selector": el.selector, "w": el.box.width, "h": el.box.height}
 
 
 def pack_steps(steps: Sequence[ReplayStep]) -> bytes:
     """Steps as compact JSON: the quality stage holds them for every passing
     trajectory until its replay, and as objects they cost ~1.7 KB a step."""
-    return json.dumps([[s.action.model_dump(mode="json", exclude_none=True), s.waited_ms] for s in steps]).encode()
+    return json.dumps(
+        [[s.action.model_dump(mode="json", exclude_none=True), s.waited_ms, _target_fields(s.target)] for s in steps]
+    ).encode()
+
+
+def _target(fields: dict | None) -> Element | None:
+    if not fields:
+        return None
+    return Element(id=0, tag="", role=fields["role"], name=fields["name"], selector=fields["selector"],
+                   box=Box(x=0, y=0, width=fields["w"], height=fields["h"]))
 
 
 def unpack_steps(packed: bytes) -> list[ReplayStep]:
-    return [ReplayStep(Action.model_validate(a), w) for a, w in json.loads(packed)]
+    return [ReplayStep(Action.model_validate(a), w, _target(t)) for a, w, t in json.loads(packed)]
 
 
 @dataclass
@@ -65,12 +90,19 @@ class ReplayResult:
     reason: str = ""
     unnecessary: list[int] = field(default_factory=list)
     """Steps whose removal (together) still passes, verified by a replay."""
+    relocated: list[int] = field(default_factory=list)
+    """Steps whose recorded target was not at the recorded point on replay
+    and was aimed at by its selector instead (the layout moved)."""
 
 
 def steps_of(t: Trajectory) -> list[ReplayStep]:
     """The replayable form of a trajectory: coordinates, not element ids (the
     ids were the recorder's means to aim; the point is what it did)."""
-    return [ReplayStep(s.action.model_copy(update={"element_id": None}), s.waited_ms) for s in t.steps]
+    return [
+        ReplayStep(s.action.model_copy(update={"element_id": None}), s.waited_ms,
+                   s.element if s.action.name in POINTER_ACTIONS else None)
+        for s in t.steps
+    ]
 
 
 def noop_steps(t: Trajectory) -> list[int]:
@@ -103,12 +135,23 @@ class Replayer(BrowserSource):
     async def run(self, task: Task) -> Trajectory:  # pragma: no cover - not a source
         raise NotImplementedError("a Replayer verifies recorded trajectories; use verify()")
 
-    async def replay(self, task: Task, steps: Sequence[ReplayStep]) -> tuple[bool, str]:
+    async def env(self, task: Task) -> BrowserEnv:
+        """A fresh context for every replay (a cold cache, empty storage), even
+        on sites that allow reusing pages: no kinder than a new user's browser."""
+        return BrowserEnv(await self.browser(), await self.site(task.site), self.browser_config, pages=None)
+
+    async def replay(self, task: Task, steps: Sequence[ReplayStep]) -> tuple[bool, str, list[int]]:
+        """Whether the judge passes again, why not, and which steps had to
+        find their target by its selector."""
+        relocated: list[int] = []
+
         async def policy(env: BrowserEnv, obs: Observation) -> None:
-            for step in steps:
+            for i, step in enumerate(steps):
                 if step.waited_ms:
-                    await env.wait(step.waited_ms)
-                await env.step(step.action)
+                    await asyncio.sleep(step.waited_ms / 1000)
+                await env.step(step.action, expected=step.target)
+                if env.target == "relocated":
+                    relocated.append(i)
                 if env.steps[-1].error:
                     raise RuntimeError(f"step {len(env.steps) - 1} failed on replay: {env.steps[-1].error}")
 
@@ -116,11 +159,11 @@ class Replayer(BrowserSource):
             await self.env(task), task, policy, source="solver", source_detail="replay",
             run_id=self.run_id, timeout_s=self.episode_timeout_s,
         )
-        return t.status == "accepted", t.reject_reason or ""
+        return t.status == "accepted", t.reject_reason or "", relocated
 
     async def verify(self, job: ReplayJob) -> ReplayResult:
-        passed, reason = await self.replay(job.task, job.steps)
-        result = ReplayResult(job.trajectory_id, passed, reason)
+        passed, reason, relocated = await self.replay(job.task, job.steps)
+        result = ReplayResult(job.trajectory_id, passed, reason, relocated=relocated)
         if passed and job.minimality:
             result.unnecessary = await self._unnecessary(job)
         return result

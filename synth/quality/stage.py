@@ -45,6 +45,7 @@ REPLAY_CACHE_SCHEMA = pa.schema(
         ("passed", pa.bool_()),
         ("reason", pa.string()),
         ("unnecessary", pa.list_(pa.int32())),
+        ("relocated", pa.list_(pa.int32())),
     ]
 )
 MAX_REPLAY_ROUNDS = 3
@@ -144,7 +145,8 @@ class ReplayCache:
         self.results: dict[tuple[str, str], ReplayResult] = {}
         for r in storage.read_parquet_rows(self.fs, self.folder):
             self.results[(r["trajectory_id"], r["settings"])] = ReplayResult(
-                r["trajectory_id"], r["passed"], r["reason"] or "", list(r["unnecessary"] or [])
+                r["trajectory_id"], r["passed"], r["reason"] or "", list(r["unnecessary"] or []),
+                list(r.get("relocated") or []),
             )
 
     def get(self, trajectory_id: str, settings: str) -> ReplayResult | None:
@@ -155,7 +157,7 @@ class ReplayCache:
             return
         rows = [
             {"trajectory_id": r.trajectory_id, "settings": settings, "passed": r.passed, "reason": r.reason,
-             "unnecessary": r.unnecessary}
+             "unnecessary": r.unnecessary, "relocated": r.relocated}
             for r in results
         ]
         path = storage.join(self.folder, f"{uuid.uuid4().hex[:12]}.parquet")
@@ -261,9 +263,16 @@ def assess(
     return verdicts, {k: gates[k] for k in order}
 
 
+REPLAY_VERSION = "v2"
+"""Bumped when replays change what they verify, so cached verdicts of the old
+kind are not reused (v2: a fresh context per replay, settled pages, targets
+checked at their points)."""
+
+
 def _settings(config: QualityConfig) -> str:
     m = config.minimality
-    return "replay" if m.mode == "off" else f"replay+minimality({'exhaustive' if m.exhaustive else 'noop'})"
+    gates = "replay" if m.mode == "off" else f"replay+minimality({'exhaustive' if m.exhaustive else 'noop'})"
+    return f"{gates}/{REPLAY_VERSION}"
 
 
 def _replay_gate(
@@ -275,7 +284,7 @@ def _replay_gate(
     replay: Replay | None,
 ) -> dict[str, Any]:
     counts = {"in": len(groups), "replayed": 0, "cached": 0, "passed": 0, "rejected": 0, "not_sampled": 0,
-              "task_unknown": 0, "promoted": 0}
+              "task_unknown": 0, "promoted": 0, "relocated": 0}
     if not config.replay.enabled or replay is None:
         counts["not_sampled"] = len(groups)
         return counts
@@ -320,8 +329,14 @@ def _replay_gate(
             r = results[it.trajectory_id]
             v = verdicts[it.trajectory_id]
             v.replay_passed = r.passed
+            if r.passed and r.relocated and config.replay.relocated == "reject":
+                r = ReplayResult(r.trajectory_id, False, "passed only by finding the target of step(s) "
+                                 f"{', '.join(map(str, r.relocated))} by its selector: the layout moved")
             if r.passed:
                 counts["passed"] += 1
+                if r.relocated:
+                    counts["relocated"] += 1
+                    v.consistency_flags = [*v.consistency_flags, "replay_relocated"]
                 _apply_minimality(config, v, r)
                 continue
             counts["rejected"] += 1
