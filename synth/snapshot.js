@@ -341,7 +341,7 @@
         try { return fn.apply(this, args); } finally { state.depth = outer; }
       } : fn;
       id = native.setTimeout(wrapped, delay);
-      if (typeof fn === "function" && (Number(delay) || 0) <= SHORT_TIMER_MS && depth <= 2) state.timers.set(id, { depth, delay: Number(delay) || 0, fn: String(fn).slice(0, 80) });
+      if (typeof fn === "function" && (Number(delay) || 0) <= SHORT_TIMER_MS && depth <= 2) state.timers.set(id, depth);
       return id;
     };
     window.clearTimeout = function (id) { state.timers.delete(id); return native.clearTimeout(id); };
@@ -464,5 +464,5 @@
     return out;
   }
 
-  window.__synth = { snapshot, resolve, byId, settle, busy, pending: pending.state };
+  window.__synth = { snapshot, resolve, byId, settle };
 })();
