@@ -132,6 +132,7 @@ async def level(src: BootstrapSource, n: int, episodes: int, seed0: int) -> dict
     calls = src.client.stats.calls - calls_before
     episode_s = sum(d for _, d in results) / len(results)
     rejected = [tr.reject_reason for tr, _ in results if tr.status != "accepted"]
+    errors = [tr.error for tr, _ in results if tr.error]
     return {
         "n": n,
         "episodes": episodes,
@@ -141,6 +142,8 @@ async def level(src: BootstrapSource, n: int, episodes: int, seed0: int) -> dict
         "calls_per_episode": calls / episodes,
         "episode_s": episode_s,
         "rejected": rejected[:3],
+        "errors": len(errors),
+        "screenshot_timeouts": sum("screenshot" in e.lower() for e in errors),
         "cpu_ms": cpu_ms,
     }
 
@@ -188,7 +191,7 @@ async def main() -> int:
     print(f"{'':>82}CPU ms per episode")
     header = (
         f"{'N':>4} {'episodes':>8} {'accepted':>8} {'s':>6} {'accepted/min':>12} {'scaling':>7} {'calls/ep':>8} "
-        f"{'episode s':>9} {'overhead/call':>13} {' '.join(f'{p:>8}' for p in PARTS)}"
+        f"{'episode s':>9} {'overhead/call':>13} {'errors':>6} {' '.join(f'{p:>8}' for p in PARTS)}"
     )
     print(header)
     print("-" * len(header))
@@ -198,12 +201,17 @@ async def main() -> int:
         overhead = r["episode_s"] / r["calls_per_episode"] - args.delay if r["calls_per_episode"] else 0.0
         cpu = " ".join(f"{r['cpu_ms'].get(p, 0.0):>8.0f}" for p in PARTS)
         print(f"{r['n']:>4} {r['episodes']:>8} {r['accepted']:>8} {r['elapsed']:>6.1f} {r['per_min']:>12.1f} "
-              f"{scaling:>7.2f} {r['calls_per_episode']:>8.2f} {r['episode_s']:>9.2f} {overhead * 1000:>10.0f} ms {cpu}")
+              f"{scaling:>7.2f} {r['calls_per_episode']:>8.2f} {r['episode_s']:>9.2f} {overhead * 1000:>10.0f} ms "
+              f"{r['errors']:>6} {cpu}")
         if r["n"] <= 32 and scaling < args.target:
             failed = True
         if r["rejected"]:
             print(f"     rejected e.g.: {r['rejected']}")
     print(f"target: scaling >= {args.target} up to N = 32 ({'met' if not failed else 'NOT met'})")
+    lost = sum(r["screenshot_timeouts"] for r in rows)
+    print(f"episodes lost to screenshot timeouts: {lost} (target 0; at N={rows[-1]['n']}: "
+          f"{rows[-1]['screenshot_timeouts']})")
+    failed = failed or lost > 0
     if rows and rows[-1]["cpu_ms"]:
         per_episode = sum(rows[-1]["cpu_ms"].values())
         ceiling = (os.cpu_count() or 1) * 1000 / per_episode * 60 if per_episode else 0.0

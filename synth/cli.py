@@ -1,4 +1,4 @@
-"""The `synth` command: run | query | stats | tasks."""
+"""The `synth` command: run | query | stats | push | replay | tasks | annotate."""
 
 from __future__ import annotations
 
@@ -238,6 +238,48 @@ def push(
     except Exception as e:  # noqa: BLE001 - network, auth: one line, never the token
         fail(f"push to {repo} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", code=1)
     out.print(f"pushed: {url}")
+
+
+@app.command()
+def replay(
+    out_dir: str = typer.Argument(DEFAULT_OUT, help="a synth output folder or URI (its data/trajectories shards)"),
+    template: Optional[list[str]] = typer.Option(None, "--template", "-t", help="only these template ids (repeatable)"),
+    limit: Optional[int] = typer.Option(None, help="replay only the first N accepted trajectories"),
+    concurrency: int = typer.Option(3, "--concurrency", "-c", min=1, help="replays at once (one browser)"),
+) -> None:
+    """Replay the accepted trajectories of a published dataset from its shards
+    alone (task_config, actions, targets, waits), each in a fresh browser
+    context, and check each judge passes again. Exit 1 if any fails."""
+    import asyncio
+
+    from synth.quality.published import replay_published
+
+    columns = [TextColumn("[bold]replaying"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("failed [red]{task.fields[failed]}[/]"), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True) as bar:
+        task_bar = bar.add_task("replays", total=limit, failed=0)
+        failed = 0
+
+        def advance(job, result) -> None:
+            nonlocal failed
+            failed += not result.passed
+            bar.update(task_bar, advance=1, failed=failed)
+
+        try:
+            report = asyncio.run(replay_published(_checked(out_dir), concurrency=concurrency, templates=template,
+                                                  limit=limit, on_result=advance))
+        except (FileNotFoundError, ValueError) as e:
+            fail(str(e))
+    table = Table("template", "replayed", "passed", "relocated")
+    for name, c in sorted(report.by_template.items()):
+        table.add_row(name, str(c["replayed"]), str(c["passed"]), str(c["relocated"]))
+    out.print(table)
+    for tid, reason in list(report.failed.items())[:20]:
+        out.print(f"[red]failed[/] {tid}: {escape(reason)}", highlight=False)
+    out.print(f"{report.passed} of {report.replayed} accepted trajectories replayed from the shards"
+              + (f"; {report.relocated} found a target by its selector" if report.relocated else ""))
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @tasks_app.command("list")

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import time
+import weakref
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -77,6 +78,11 @@ class BrowserConfig(BaseModel):
     screenshots: bool = True
     snapshots: bool = Field(True, description="take the accessibility snapshot each observation (replays need none)")
     max_elements: int = Field(1500, gt=0, description="cap on snapshot elements per observation")
+    observations_per_browser: int = Field(
+        4, gt=0,
+        description="observations (snapshot + screenshot) one browser takes at once; more episodes wait their "
+        "turn instead of missing the screenshot timeout on a busy machine",
+    )
     settle_timeout_ms: int = Field(
         3000, ge=0,
         description="longest wait for a settled page before each observation and replayed action "
@@ -93,6 +99,19 @@ async def launch_browser(playwright: Playwright, config: BrowserConfig) -> Brows
 
 
 MAX_AUTO_SCROLLS = 3
+
+_observing: weakref.WeakKeyDictionary[Browser, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def observation_gate(browser: Browser, limit: int) -> asyncio.Semaphore:
+    """The one gate per browser that bounds its concurrent observations: with
+    64 episodes on one Chromium, 64 screenshots at once queue inside the
+    browser until they miss their timeout; behind this gate they queue here
+    and each one, once started, has the renderer to itself."""
+    gate = _observing.get(browser)
+    if gate is None:
+        gate = _observing[browser] = asyncio.Semaphore(limit)
+    return gate
 
 
 @dataclass
@@ -180,6 +199,11 @@ class BrowserEnv:
         self._navigating = False
         self._loaded = asyncio.Event()
         self._requested = asyncio.Event()
+        self._watching = False
+        self._in_flight: dict[Any, float] = {}
+        """Requests the page started that have not finished, with when they
+        started (only on pages of their own context, see `_watch`)."""
+        self._request_done = asyncio.Event()
 
     async def __aenter__(self) -> BrowserEnv:
         return self
@@ -205,8 +229,9 @@ class BrowserEnv:
             await self.context.add_init_script(SNAPSHOT_JS)
             self.page = await self.context.new_page()
         self._healthy = False
-        if not self.site.reuse_page:
-            self._watch_navigations(self.page)
+        self._watching = reused is None and (self.pages is None or not self.site.reuse_page)
+        if self._watching:
+            self._watch(self.page)
         setup = await self.site.setup(self.page, task)
         self._healthy = True
         self.instruction = task.instruction or setup.instruction
@@ -224,8 +249,8 @@ class BrowserEnv:
         if self.context is None:
             return
         context, page, self.context, self.page = self.context, self.page, None, None
-        if page is not None and not self.site.reuse_page:
-            self._unwatch_navigations(page)
+        if page is not None and self._watching:
+            self._unwatch(page)
         if self.pages is not None and self._healthy and page is not None and not page.is_closed():
             self.pages.give(self.site.name, context, page)
             return
@@ -236,25 +261,29 @@ class BrowserEnv:
 
     # ---------------------------------------------------------------- navigations
 
-    def _watch_navigations(self, page: Page) -> None:
+    WATCHED = ("request", "requestfinished", "requestfailed", "load")
+
+    def _watch(self, page: Page) -> None:
         """Follow main-frame navigations, so a step that starts one (a link, a
         form submit, Enter in a search box) is observed on the new document,
-        not on the old one or half-way (multi-page sites such as the shop).
-        Sites that reuse pages live in page JavaScript and are not watched:
-        a `request` listener makes Playwright send every request's event."""
+        not on the old one or half-way (multi-page sites such as the shop);
+        and count the requests in flight, which `settle` waits for. Pooled
+        pages (sites that `reuse_page`, living in page JavaScript) are not
+        watched: a `request` listener makes Playwright send every request's
+        event, which costs their recording speed; a fresh context is."""
         self._navigating = False
         self._loaded.set()
-        page.on("request", self._on_request)
-        page.on("requestfailed", self._on_request_failed)
-        page.on("load", self._on_load)
+        self._in_flight.clear()
+        for event in self.WATCHED:
+            page.on(event, getattr(self, f"_on_{event}"))
 
-    def _unwatch_navigations(self, page: Page) -> None:
-        for event, handler in (("request", self._on_request), ("requestfailed", self._on_request_failed),
-                               ("load", self._on_load)):
+    def _unwatch(self, page: Page) -> None:
+        for event in self.WATCHED:
             try:
-                page.remove_listener(event, handler)
+                page.remove_listener(event, getattr(self, f"_on_{event}"))
             except (KeyError, ValueError):
                 pass
+        self._in_flight.clear()
 
     def _main_frame_navigation(self, request: Any) -> bool:
         try:
@@ -263,12 +292,19 @@ class BrowserEnv:
             return False
 
     def _on_request(self, request: Any) -> None:
+        if request.resource_type not in ("eventsource", "websocket"):  # these never finish
+            self._in_flight[request] = time.perf_counter()
         if self._main_frame_navigation(request):
             self._navigating = True
             self._loaded.clear()
             self._requested.set()
 
-    def _on_request_failed(self, request: Any) -> None:
+    def _on_requestfinished(self, request: Any) -> None:
+        if self._in_flight.pop(request, None) is not None and not self._in_flight:
+            self._request_done.set()
+
+    def _on_requestfailed(self, request: Any) -> None:
+        self._on_requestfinished(request)
         if self._main_frame_navigation(request):
             self._on_load()
 
@@ -312,16 +348,17 @@ class BrowserEnv:
         area = self._area()
         try:
             await self.settle()
-            # A JSON string crosses Playwright's protocol far faster than the
-            # same data as an object (bench/record.py: 4 ms against 9 ms).
-            if self.config.snapshots:
-                snap = json.loads(await self._snapshot_json(page, area))
-            else:
-                snap = {"url": page.url, "title": "", "elements": []}
             shot = None
-            if self.config.screenshots:
-                clip = area.model_dump() if self.area is not None else None
-                shot = await page.screenshot(clip=clip, type="png")
+            async with observation_gate(self.browser, self.config.observations_per_browser):
+                # A JSON string crosses Playwright's protocol far faster than the
+                # same data as an object (bench/record.py: 4 ms against 9 ms).
+                if self.config.snapshots:
+                    snap = json.loads(await self._snapshot_json(page, area))
+                else:
+                    snap = {"url": page.url, "title": "", "elements": []}
+                if self.config.screenshots:
+                    clip = area.model_dump() if self.area is not None else None
+                    shot = await page.screenshot(clip=clip, type="png")
         except PlaywrightError as e:
             self._healthy = False
             raise EpisodeError(f"cannot observe the page: {_first_line(e)}") from e
@@ -348,20 +385,45 @@ class BrowserEnv:
             req["point"] = {"x": point[0], "y": point[1]}
             req["expected"] = {"role": expected.role, "name": expected.name, "selector": expected.selector,
                                "width": expected.box.width, "height": expected.box.height}
+        started = time.perf_counter()
+        res = await self._settle_in_page(req)
+        if self._in_flight and await self._requests_finished(started):
+            res = await self._settle_in_page(req)  # what the responses changed
+        elif self._in_flight:
+            res = {**res, "settled": False, "why": f"{len(self._in_flight)} request(s) still in flight"}
+        res["ms"] = (time.perf_counter() - started) * 1000
+        self._settle_ms += res["ms"]
+        self._settled = res["settled"]
+        return res
+
+    async def _settle_in_page(self, req: dict[str, Any]) -> dict[str, Any]:
         page = self._page()
         for _ in range(3):
             try:
-                res = await page.evaluate("r => window.__synth.settle(r)", req)
-                break
+                return await page.evaluate("r => window.__synth.settle(r)", req)
             except PlaywrightError as e:
                 if "context was destroyed" not in str(e) and "navigat" not in str(e) and "__synth" not in str(e):
                     raise
                 await page.wait_for_load_state("load")
-        else:
-            res = {"settled": False, "ms": 0.0, "why": "the document kept changing"}
-        self._settle_ms += res["ms"]
-        self._settled = res["settled"]
-        return res
+        return {"settled": False, "ms": 0.0, "why": "the document kept changing"}
+
+    async def _requests_finished(self, since: float) -> bool:
+        """Wait until no request the page started is in flight (requests it
+        started before `since` minus the settle timeout are long polls and not
+        waited for); False if the settle timeout ran out first."""
+        limit = self.config.settle_timeout_ms / 1000
+        while True:
+            now = time.perf_counter()
+            if not any(now - t < limit for t in self._in_flight.values()):
+                return True
+            left = limit - (now - since)
+            if left <= 0:
+                return False
+            self._request_done.clear()
+            try:
+                await asyncio.wait_for(self._request_done.wait(), min(left, 0.05))
+            except asyncio.TimeoutError:
+                pass
 
     async def _snapshot_json(self, page: Page, area: Box) -> str:
         """The snapshot; if a navigation replaces the document while it is
