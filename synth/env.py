@@ -571,6 +571,8 @@ class BrowserEnv:
             n = action.name
             if n in POINTER_ACTIONS:
                 px, py = obs.denormalise(action.x, action.y)
+            if n in ("click", "double_click", "right_click"):
+                await self._point_at(px, py)
             if n == "click":
                 await page.mouse.click(px, py)
             elif n == "double_click":
@@ -619,6 +621,15 @@ class BrowserEnv:
                 raise EpisodeError(f"page closed during {action.name}: {_first_line(e)}") from e
             return f"{action.name} failed: {_first_line(e)}"
         return None
+
+    async def _point_at(self, px: float, py: float) -> None:
+        """Move the pointer onto the point and let what hovering starts settle
+        before pressing, as a person's hand does: an icon that swaps in its
+        hover image (loading from a cold cache, collapsing meanwhile) or a menu
+        that opens on hover would otherwise make the press land on whatever
+        is there in that instant, so a click would pass or fail by timing."""
+        await self._page().mouse.move(px, py)
+        await self.settle()
 
     # ---------------------------------------------------------------- conveniences
 
