@@ -101,6 +101,7 @@ async def launch_browser(playwright: Playwright, config: BrowserConfig) -> Brows
 MAX_AUTO_SCROLLS = 3
 
 _observing: weakref.WeakKeyDictionary[Browser, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+_cdp_sessions: weakref.WeakKeyDictionary[Page, Any] = weakref.WeakKeyDictionary()
 
 
 def observation_gate(browser: Browser, limit: int) -> asyncio.Semaphore:
@@ -172,12 +173,20 @@ class BrowserEnv:
     """
 
     def __init__(
-        self, browser: Browser, site: Site, config: BrowserConfig | None = None, pages: PagePool | None = None
+        self,
+        browser: Browser,
+        site: Site,
+        config: BrowserConfig | None = None,
+        pages: PagePool | None = None,
+        cold: bool = False,
     ) -> None:
+        """`cold`: every episode starts as a new user's browser would, also on
+        a pooled page (verification replays): see `_make_cold`."""
         self.browser = browser
         self.site = site
         self.config = config or BrowserConfig()
         self.pages = pages if site.reuse_page else None
+        self.cold = cold
         self._healthy = False
         self.context: BrowserContext | None = None
         self.page: Page | None = None
@@ -222,6 +231,9 @@ class BrowserEnv:
         if reused is not None:
             self.context, self.page = reused
             await self.context.clear_cookies()
+            await self.page.mouse.move(0, 0)  # where a new page's pointer is, not over the last episode's target
+            if self.cold:
+                await self._make_cold(self.page)
         else:
             self.context = await self.browser.new_context(viewport=self.site.viewport)
             self.context.set_default_timeout(self.config.action_timeout_ms)
@@ -229,7 +241,9 @@ class BrowserEnv:
             await self.context.add_init_script(SNAPSHOT_JS)
             self.page = await self.context.new_page()
         self._healthy = False
-        self._watching = reused is None and (self.pages is None or not self.site.reuse_page)
+        # Pooled pages of recordings are not watched (speed, see `_watch`);
+        # cold ones are: their loads are what a replay must wait for.
+        self._watching = self.cold or reused is None and (self.pages is None or not self.site.reuse_page)
         if self._watching:
             self._watch(self.page)
         setup = await self.site.setup(self.page, task)
@@ -238,6 +252,23 @@ class BrowserEnv:
         self.area, self.root = setup.area, setup.root
         self.obs = await self.observe()
         return self.obs
+
+    async def _make_cold(self, page: Page) -> None:
+        """Make a pooled page as cold as a fresh context: the previous
+        episode's origin loses its storage (local, session, IndexedDB, cache
+        storage, service workers) and the browser its HTTP and memory caches
+        (`Network.clearBrowserCache`; tests/test_replay.py counts the fetches
+        of a cacheable image). The page keeps its renderer, which is what makes
+        reuse cheap."""
+        session = _cdp_sessions.get(page)
+        if session is None:
+            session = _cdp_sessions[page] = await page.context.new_cdp_session(page)
+        origin = await page.evaluate(
+            "() => { try { sessionStorage.clear(); } catch (e) {} return location.origin; }"
+        )
+        if origin and origin != "null":
+            await session.send("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"})
+        await session.send("Network.clearBrowserCache")
 
     def discard_page(self) -> None:
         """Never reuse this episode's page (it ended in an error)."""

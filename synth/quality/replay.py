@@ -7,8 +7,8 @@ a lucky state, or a solver that acted through something other than the
 recorded actions.
 
 A replay runs no kinder than a new user's browser: a fresh context per
-replay (cold cache, empty storage), even on sites whose recordings reuse
-pages. It does not depend on the machine's load either: before each action it
+replay, or a pooled page whose caches and storage were emptied first (cold
+cache, empty storage), on sites whose episodes allow reusing pages. It does not depend on the machine's load either: before each action it
 waits what the recorder chose to wait (`waited_ms`), then for the page to
 settle (BrowserEnv.settle) and for the recorded target (role and name) to be
 at the recorded point. If the target never comes there, the action aims at it
@@ -136,9 +136,10 @@ class Replayer(BrowserSource):
         raise NotImplementedError("a Replayer verifies recorded trajectories; use verify()")
 
     async def env(self, task: Task) -> BrowserEnv:
-        """A fresh context for every replay (a cold cache, empty storage), even
-        on sites that allow reusing pages: no kinder than a new user's browser."""
-        return BrowserEnv(await self.browser(), await self.site(task.site), self.browser_config, pages=None)
+        """No kinder than a new user's browser: a fresh context per replay, or
+        on sites that allow reusing pages a pooled page made as cold (empty
+        caches and storage, BrowserEnv._make_cold), which costs less."""
+        return BrowserEnv(await self.browser(), await self.site(task.site), self.browser_config, self._pages, cold=True)
 
     async def replay(self, task: Task, steps: Sequence[ReplayStep]) -> tuple[bool, str, list[int]]:
         """Whether the judge passes again, why not, and which steps had to
