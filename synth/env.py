@@ -378,7 +378,8 @@ class BrowserEnv:
         page = self._page()
         area = self._area()
         try:
-            await self.settle()
+            if self.config.snapshots or self.config.screenshots:
+                await self.settle()  # otherwise nothing is observed: the next action settles first
             shot = None
             async with observation_gate(self.browser, self.config.observations_per_browser):
                 # A JSON string crosses Playwright's protocol far faster than the
@@ -498,6 +499,8 @@ class BrowserEnv:
             started = time.perf_counter()
             if expected is not None:
                 action = await self._find_target(action, expected)
+            elif not (self.config.snapshots or self.config.screenshots):
+                await self.settle()  # the observation did not
             resolved = await self._resolve(action, self.obs)
             if resolved.scroll is None:
                 return await self._act(resolved, started)
@@ -511,6 +514,7 @@ class BrowserEnv:
         is, aim where its selector finds it (and say so in `target`)."""
         self.target = "matched"
         if action.name not in POINTER_ACTIONS or action.x is None or action.y is None:
+            await self.settle()
             return action
         try:
             res = await self.settle(self.obs.denormalise(action.x, action.y), expected)

@@ -328,7 +328,7 @@
   // own callbacks more than twice (polling loops, clocks) are not waited for.
   function watchPendingWork() {
     const SHORT_TIMER_MS = 1000;
-    const state = { requests: 0, timers: new Map(), depth: 0 };
+    const state = { requests: 0, timers: new Map(), frames: new Set(), depth: 0 };
     const native = { setTimeout: window.setTimeout.bind(window), clearTimeout: window.clearTimeout.bind(window),
                      raf: window.requestAnimationFrame.bind(window) };
     window.setTimeout = function (fn, delay, ...args) {
@@ -345,6 +345,21 @@
       return id;
     };
     window.clearTimeout = function (id) { state.timers.delete(id); return native.clearTimeout(id); };
+    // Frame callbacks likewise: a change scheduled for the next frame is pending work.
+    window.requestAnimationFrame = function (fn) {
+      const depth = state.depth + 1;
+      let id;
+      id = native.raf(function (t) {
+        state.frames.delete(id);
+        const outer = state.depth;
+        state.depth = depth;
+        try { return fn(t); } finally { state.depth = outer; }
+      });
+      if (depth <= 2) state.frames.add(id);
+      return id;
+    };
+    const cancelFrame = window.cancelAnimationFrame.bind(window);
+    window.cancelAnimationFrame = function (id) { state.frames.delete(id); return cancelFrame(id); };
     if (window.fetch) {
       const fetch = window.fetch;
       window.fetch = function (...args) {
@@ -371,6 +386,7 @@
     if (document.readyState !== "complete") return "document loading";
     if (pending.state.requests > 0) return `${pending.state.requests} request(s) in flight`;
     if (pending.state.timers.size > 0) return `${pending.state.timers.size} short timer(s) pending`;
+    if (pending.state.frames.size > 0) return "a frame callback pending";
     const jq = window.jQuery;
     if (jq && jq.timers && jq.timers.length) return "jQuery animation running";
     if (document.getAnimations) {
@@ -440,17 +456,29 @@
   // Wait until the page has settled (see above) and, given `req.point` and
   // `req.expected` ({role, name, selector}), until the expected element is at
   // the point. Never longer than `req.timeout` ms: then say what was still busy.
+  // The layout when the page last settled: if nothing is pending and the
+  // layout is still that one, the page has not moved since, and no frame
+  // needs waiting for (a pointer move with no hover effect, a replay's
+  // pre-action check right after an observation).
+  let settledSignature = null;
+
   async function settle(req) {
     const t0 = performance.now();
     const root = req.root ? document.querySelector(req.root) : null;
-    let last = null;
+    let last = settledSignature;
     let why = "layout moving";
     while (true) {
+      // the signature first: the layout it forces starts CSS transitions a
+      // style change asked for, which busy() then sees
+      let sig = layoutSignature(root);
       const reason = busy(req.area);
-      const sig = reason ? null : layoutSignature(root);
+      if (reason) sig = null;
       const still = sig !== null && sig === last;
       const onTarget = !req.expected || targetAt(req.point.x, req.point.y, req.expected);
-      if (still && onTarget) return { settled: true, ms: performance.now() - t0 };
+      if (still && onTarget) {
+        settledSignature = sig;
+        return { settled: true, ms: performance.now() - t0 };
+      }
       why = reason || (still ? "the recorded target is not at the point" : "layout moving");
       if (performance.now() - t0 >= req.timeout) break;
       last = sig;

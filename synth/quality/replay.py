@@ -155,6 +155,8 @@ class Replayer(BrowserSource):
                     relocated.append(i)
                 if env.steps[-1].error:
                     raise RuntimeError(f"step {len(env.steps) - 1} failed on replay: {env.steps[-1].error}")
+            if not env.finished:
+                await env.settle()  # judged on a settled page, as the recording's last observation was
 
         t = await run_episode(
             await self.env(task), task, policy, source="solver", source_detail="replay",
