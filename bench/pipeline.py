@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pipeline.py [--episodes 25] [--tasks click-button,...] [--check]
     .venv/bin/python bench/pipeline.py --scaling [--episodes 12]
+    .venv/bin/python bench/pipeline.py --end-to-end [--episodes 12] [--check]
     .venv/bin/python bench/pipeline.py --memory [--memory-sizes 1000,10000]
 
 Throughput. The same MiniWoB++ tasks (task, seed) run two ways, taking turns:
@@ -34,6 +35,11 @@ per page. Verdict: pipeline / ceiling steps/s, target >= 90%.
 Scaling (`--scaling`): the recording steps/s of the same pipeline (replay
 off) at 1 and 2 source actors x 1, 2, 4 and 8 contexts per actor, each next
 to the bare loop with as many pages, and relative to 1 actor x 1 context.
+
+End to end (`--end-to-end`): the same pipeline twice, recording only (replay
+off) and with replay verification of every accepted trajectory as web.yaml
+configures it (beside recording), end-to-end steps/s (Ray start to manifest)
+each, taking turns twice. Target: with replay >= 0.7 x recording only.
 
 Memory (`--memory`): the driver's peak resident memory (VmHWM) as the task
 count grows, each size in a fresh driver process. A real 10k-task run takes
@@ -380,7 +386,40 @@ def run_memory(sizes: list[int], target: float, check: bool) -> int:
 # ---------------------------------------------------------------- main
 
 
+def run_end_to_end(names: list[str], episodes: int, target: float, check: bool) -> int:
+    """pipelines/web.yaml end to end on the same episodes, twice in this
+    process, taking turns: recording only (replay off), then with replay
+    verification of every accepted trajectory (web.yaml's quality section:
+    replays beside recording). Verdict: end-to-end steps/s with replay /
+    without, target >= `target`."""
+    started = load()
+    runs: dict[str, list[PipelineRun]] = {"recording only": [], "with replay": []}
+    for _ in range(2):
+        for label, replay in (("recording only", False), ("with replay", True)):
+            with tempfile.TemporaryDirectory(prefix="synth-bench-e2e-") as tmp:
+                print(f"{label} ...", flush=True)
+                runs[label].append(run_pipeline(pipeline_yaml(Path(tmp), names, episodes, replay=replay)))
+    web = yaml.safe_load(WEB_YAML.read_text())
+    print(f"\nend to end, pipelines/web.yaml layout (solver {web['sources']['solver']}, replay "
+          f"{web['quality']['replay']}), {len(names)} MiniWoB++ tasks x {episodes} seeds; {machine_note(started)}")
+    head = f"{'run':<18}{'episodes':>9}{'accepted':>9}{'steps':>7}{'seconds':>9}{'steps/s':>9}   stages"
+    print(head)
+    print("-" * len(head))
+    rate = {}
+    for label, rs in runs.items():
+        for r in rs:
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in r.stages.items())
+            print(f"{label:<18}{r.tasks:>9}{r.accepted:>9}{r.steps:>7}{r.wall:>9.1f}{r.steps / r.wall:>9.2f}   {stages}")
+        rate[label] = statistics.fmean(r.steps / r.wall for r in rs)
+    ratio = rate["with replay"] / rate["recording only"]
+    print(f"end-to-end steps/s with replay / recording only = {ratio:.2f} (target >= {target:.2f}: "
+          f"{'met' if ratio >= target else 'NOT met'})")
+    return 1 if check and ratio < target else 0
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.end_to_end:
+        return run_end_to_end(parse_tasks(args.tasks), args.episodes, args.e2e_target, args.check)
     if args.memory_child:
         print("RESULT " + json.dumps(memory_child(args.memory_child, Path(args.memory_dir))), flush=True)
         return 0
@@ -458,6 +497,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--target", type=float, default=0.9, help="the pipeline / ceiling ratio --check enforces (default 0.9)")
     ap.add_argument("--check", action="store_true", help="exit 1 if a target is missed or a trajectory was rejected")
     ap.add_argument("--scaling", action="store_true", help="steps/s at 1, 2 actors x 1, 2, 4, 8 contexts instead")
+    ap.add_argument("--end-to-end", action="store_true",
+                    help="end-to-end steps/s with replay verification against recording only instead")
+    ap.add_argument("--e2e-target", type=float, default=0.7, help="the --end-to-end ratio --check enforces (default 0.7)")
     ap.add_argument("--memory", action="store_true", help="measure the driver's peak memory for --memory-sizes tasks instead")
     ap.add_argument(
         "--memory-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 10000],

@@ -65,9 +65,10 @@ def run(
             nonlocal replay_bar
             bar.update(task_bar, total=p.total, completed=p.done, accepted=p.accepted, rejected=p.rejected, rate=p.steps_per_s)
             if p.replay_total and replay_bar is None:
-                replay_bar = bar.add_task("replay verification", total=p.replay_total, accepted="-", rejected="-", rate=0.0)
+                replay_bar = bar.add_task("replay verification", total=p.replay_total, accepted=0, rejected=0, rate=0.0)
             if replay_bar is not None:
-                bar.update(replay_bar, total=p.replay_total, completed=p.replayed)
+                bar.update(replay_bar, total=p.replay_total, completed=p.replayed, accepted=p.replay_passed,
+                           rejected=p.replay_failed, rate=p.replay_steps_per_s)
 
         try:
             result = pl.execute(plan, address=address, on_progress=show)

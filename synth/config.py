@@ -298,6 +298,11 @@ class ReplayConfig(BaseModel):
     contexts_per_actor: int = Field(3, gt=0)
     num_cpus: float = Field(1.0, ge=0)
     episode_timeout_s: float = Field(60.0, gt=0)
+    ahead: bool = Field(
+        True,
+        description="replay accepted trajectories on the replay actors while recording goes on, instead of all "
+        "after it (the replay actors then run beside the source actors: give both num_cpus that fit together)",
+    )
     relocated: Literal["flag", "reject"] = Field(
         "flag",
         description="a replay that passed only by finding a step's target by its selector (the layout moved "

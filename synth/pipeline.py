@@ -12,11 +12,12 @@ with its verdicts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,8 @@ from synth.config import PipelineConfig, SourceConfig, load_pipeline
 from synth.faults import crash_point
 from synth.export.card import card, manifest
 from synth.export.shards import export
-from synth.quality.replay import ReplayJob, ReplayResult
-from synth.quality.stage import assess
+from synth.quality.replay import ReplayJob, ReplayResult, sampled, unpack_steps
+from synth.quality.stage import ReplayCache, assess, replay_settings
 from synth.schema import Task
 from synth.tasks import TaskSet, seed_range, select_templates
 from synth.workers import Pool, PipelineError, ReplayActor, SourceActor, drive
@@ -61,12 +62,30 @@ class Progress:
     """Episodes recorded per Ray node in this run."""
     replay_total: int = 0
     replayed: int = 0
+    replay_passed: int = 0
+    replay_failed: int = 0
+    replay_steps: int = 0
+    replay_started: float | None = None
     stage: str = "record"
     """What the run is doing: record, quality, export."""
 
     @property
     def steps_per_s(self) -> float:
         return self.steps / max(time.perf_counter() - self.started, 1e-9)
+
+    @property
+    def replay_steps_per_s(self) -> float:
+        if self.replay_started is None:
+            return 0.0
+        return self.replay_steps / max(time.perf_counter() - self.replay_started, 1e-9)
+
+    def replays_done(self, results: list[ReplayResult], steps: int) -> None:
+        if self.replay_started is None:
+            self.replay_started = time.perf_counter()
+        self.replayed += len(results)
+        self.replay_passed += sum(r.passed for r in results)
+        self.replay_failed += sum(not r.passed for r in results)
+        self.replay_steps += steps
 
 
 @dataclass
@@ -108,7 +127,9 @@ class RaySession:
             # make the next start time out while its old processes die off.
             for attempt in range(3):
                 try:
-                    ray.init(num_cpus=self.config.ray.num_cpus, include_dashboard=False, log_to_driver=True)
+                    # "local": a new Ray of our own, never one `ray start` left running here
+                    ray.init(address="local", num_cpus=self.config.ray.num_cpus, include_dashboard=False,
+                             log_to_driver=True)
                     break
                 except (RuntimeError, ConnectionError):
                     ray.shutdown()
@@ -212,7 +233,9 @@ def execute(
         try:
             if remaining:
                 session.ensure()
-                _record(config, [(job, tasks, n) for job, tasks, n in todo if n], staging_dir, run_id, progress, notify)
+                ahead = ReplayAhead(config, out_dir, run_id, progress, notify) if config.quality.replay.ahead else None
+                _record(config, [(job, tasks, n) for job, tasks, n in todo if n], staging_dir, run_id, progress, notify,
+                        ahead)
                 staging.remove_partial(staging_dir)  # left by a worker that died mid-write
             if config.sources.human.enabled:
                 from annotation_ui.harvest import sync
@@ -279,8 +302,10 @@ def _record(
     run_id: str,
     progress: Progress,
     notify: Callable[[Progress], None],
+    ahead: "ReplayAhead | None" = None,
 ) -> None:
-    """One pool of source actors per job, fed until every task is staged."""
+    """One pool of source actors per job, fed until every task is staged;
+    with `ahead`, a pool of replay actors verifying what they record meanwhile."""
     pools = []
     for job, tasks, count in jobs:
         options = {"browser": config.browser, "site_options": _site_options(config), "run_id": run_id,
@@ -288,11 +313,14 @@ def _record(
 
         def new_actor(i: int, job: Job = job, options: dict = options) -> ray.actor.ActorHandle:
             return SourceActor.options(**_actor_resources(job.config)).remote(
-                job.kind, options, storage.absolute(staging_dir), f"{run_id}-{job.kind}{i}", job.config.contexts_per_actor
+                job.kind, options, storage.absolute(staging_dir), f"{run_id}-{job.kind}{i}",
+                job.config.contexts_per_actor, ahead is not None,
             )
 
         def on_results(pool: Pool, summaries: list[dict[str, Any]]) -> None:
             _count(progress, pool, summaries)
+            if ahead is not None:
+                ahead.offer(summaries)
             notify(progress)
 
         def still_todo(batch: list[Task], kind: str = job.kind) -> list[Task]:
@@ -303,6 +331,8 @@ def _record(
                     key=lambda t: t.task_id, still_todo=still_todo, total=count)
         pool.max_failure_share = job.config.max_failure_share
         pools.append(pool)
+    if ahead is not None:
+        pools.append(ahead.pool)
     drive(pools, payload=lambda pool, batch: [t.model_dump(mode="json") for t in batch])
 
 
@@ -352,6 +382,26 @@ def _check_failures(by: dict[str, Any], pool: Pool) -> None:
         )
 
 
+def _replay_options(config: PipelineConfig, run_id: str) -> dict[str, Any]:
+    return {
+        "browser": config.browser.model_copy(update={"screenshots": False, "snapshots": False}),
+        "site_options": _site_options(config),
+        "run_id": run_id,
+        "config": SourceConfig(episode_timeout_s=config.quality.replay.episode_timeout_s),
+    }
+
+
+def _replay_pool(config: PipelineConfig, run_id: str, items: Any, on_results: Callable[[Pool, list], None]) -> Pool:
+    rc = config.quality.replay
+    options = _replay_options(config, run_id)
+    return Pool(
+        "replay",
+        lambda i: ReplayActor.options(num_cpus=rc.num_cpus).remote(options, rc.contexts_per_actor),
+        rc.actors, items, config.ray.batch_size, on_results, key=lambda job: job.trajectory_id,
+        payload=lambda batch: batch,
+    )
+
+
 def _replay(
     config: PipelineConfig,
     session: RaySession,
@@ -360,27 +410,85 @@ def _replay(
     progress: Progress,
     notify: Callable[[Progress], None],
 ) -> list[ReplayResult]:
-    """Replay jobs on a pool of replay actors (fresh browsers, no screenshots)."""
+    """Replay jobs on a pool of replay actors (cold pages, no screenshots):
+    what the quality stage finds neither replayed ahead nor cached."""
     session.ensure()
-    rc = config.quality.replay
-    options = {
-        "browser": config.browser.model_copy(update={"screenshots": False, "snapshots": False}),
-        "site_options": _site_options(config),
-        "run_id": run_id,
-        "config": SourceConfig(episode_timeout_s=rc.episode_timeout_s),
-    }
     results: list[ReplayResult] = []
     progress.replay_total += len(jobs)
+    steps = {j.trajectory_id: len(j.steps) for j in jobs}
 
     def on_results(pool: Pool, batch: list[ReplayResult]) -> None:
         results.extend(batch)
-        progress.replayed += len(batch)
+        progress.replays_done(batch, sum(steps.get(r.trajectory_id, 0) for r in batch))
         notify(progress)
 
-    pool = Pool(
-        "replay",
-        lambda i: ReplayActor.options(num_cpus=rc.num_cpus).remote(options, rc.contexts_per_actor),
-        rc.actors, jobs, config.ray.batch_size, on_results, key=lambda job: job.trajectory_id,
-    )
-    drive([pool])
+    drive([_replay_pool(config, run_id, jobs, on_results)])
     return results
+
+
+class _Feed:
+    """An iterator over a queue that grows while it is consumed: empty for
+    now is not exhausted for good (workers.Pool takes a fresh slice each time)."""
+
+    def __init__(self) -> None:
+        self.queue: deque[ReplayJob] = deque()
+
+    def __iter__(self) -> "_Feed":
+        return self
+
+    def __next__(self) -> ReplayJob:
+        if not self.queue:
+            raise StopIteration
+        return self.queue.popleft()
+
+
+class ReplayAhead:
+    """Replay verification beside recording: each accepted trajectory a source
+    actor returns is replayed on replay actors while the sources go on, and
+    the result lands in the replay gate's cache (`quality/replay/`, atomic
+    batch files), so the quality stage finds it there instead of replaying
+    everything after recording ends.
+
+    Only what the gate would replay is sent ahead: sampled trajectories, and
+    of exact duplicates (same dedup key) only the one the gate would keep
+    (fewest steps, then smallest id). Near-duplicate grouping still happens at
+    the end, over keys; a representative not replayed ahead (or a promoted
+    one) is replayed then. Killing the run loses at most the batches in
+    flight: resume and totals are as without it."""
+
+    def __init__(
+        self, config: PipelineConfig, out_dir: str, run_id: str, progress: Progress, notify: Callable[[Progress], None]
+    ) -> None:
+        self.config, self.progress, self.notify = config, progress, notify
+        self.cache = ReplayCache(storage.child(out_dir, "quality", "replay"))
+        self.settings = replay_settings(config.quality)
+        self.best: dict[str, tuple[int, str]] = {}
+        """Per exact dedup key, the (steps, id) of the trajectory replayed for it."""
+        self.steps: dict[str, int] = {}
+        self.feed = _Feed()
+        self.pool = _replay_pool(config, run_id, self.feed, self._done)
+
+    def offer(self, summaries: list[dict[str, Any]]) -> None:
+        q = self.config.quality
+        for summary in summaries:
+            r = summary.get("replay")
+            if r is None or not sampled(r["trajectory_id"], q.replay.sample_rate):
+                continue
+            if self.cache.get(r["trajectory_id"], self.settings) is not None:
+                continue
+            key = hashlib.blake2b(r["key"].encode(), digest_size=12).hexdigest()
+            rank = (r["num_steps"], r["trajectory_id"])
+            if key in self.best and self.best[key] <= rank:
+                continue  # an exact duplicate of one replayed already
+            self.best[key] = rank
+            self.steps[r["trajectory_id"]] = r["num_steps"]
+            self.feed.queue.append(ReplayJob(
+                r["trajectory_id"], Task.model_validate(r["task"]), unpack_steps(r["steps"]), r["noop"],
+                q.minimality.mode != "off", q.minimality.exhaustive,
+            ))
+            self.progress.replay_total += 1
+
+    def _done(self, pool: Pool, results: list[ReplayResult]) -> None:
+        self.cache.add(results, self.settings)
+        self.progress.replays_done(results, sum(self.steps.pop(r.trajectory_id, 0) for r in results))
+        self.notify(self.progress)

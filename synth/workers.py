@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import signal
+import sys
 import threading
 from contextlib import contextmanager
-from collections import deque
+from collections import Counter, deque
 from typing import Any, Callable, Iterable, Iterator, Sized
 
 import ray
@@ -53,12 +54,18 @@ class SourceActor(_Worker):
     """One Source (one browser). Its episodes interleave on one event loop;
     it writes each finished batch to staging itself and returns summaries."""
 
-    def __init__(self, kind: str, options: dict[str, Any], staging_dir: str, name: str, contexts: int) -> None:
+    def __init__(
+        self, kind: str, options: dict[str, Any], staging_dir: str, name: str, contexts: int,
+        replay_ahead: bool = False,
+    ) -> None:
         from synth.sources import get_source
 
         super().__init__(contexts)
         self.source = get_source(kind)(**options)
         self.staging_dir, self.name = staging_dir, name
+        self.replay_ahead = replay_ahead
+        """Return with each accepted trajectory what its replay needs, so the
+        driver can verify it while recording goes on (pipeline.ReplayAhead)."""
 
     async def run_batch(self, tasks: list[dict[str, Any]], seq: int) -> list[dict[str, Any]]:
         from synth.sources import SourceExhausted
@@ -79,9 +86,11 @@ class SourceActor(_Worker):
             # on this browser keep going meanwhile.
             await asyncio.to_thread(staging.write_batch, self.staging_dir, trajectories, f"{self.name}-{seq:06d}")
         node = ray.get_runtime_context().get_node_id()
+        by_id = {t["task_id"]: t for t in tasks}
         summaries: list[dict[str, Any]] = [
             {"task_id": t.task_id, "status": t.status, "steps": len(t.steps), "cost_usd": t.cost_usd,
-             "error": t.error, "node": node}
+             "error": t.error, "node": node,
+             **({"replay": replay_payload(t, by_id[t.task_id])} if self.replay_ahead and t.status == "accepted" else {})}
             for t in trajectories
         ]
         stopped = [str(r) for r in results if isinstance(r, SourceExhausted)]
@@ -104,6 +113,12 @@ class SourceActor(_Worker):
                                       f"episode hung for {limit:.0f}s", self.source.run_id)
             if not lost_to_infrastructure(t):
                 return t
+            if attempt < config.episode_retries:
+                # one line per retry, on the driver's stderr (Ray forwards it):
+                # the only trace of a retry that then succeeds
+                print(f"synth: {task.task_id} ({task.template_id}) lost to the browser on attempt {attempt + 1} "
+                      f"of {config.episode_retries + 1}, retrying on a fresh browser: {t.error}",
+                      file=sys.stderr, flush=True)
             await self.source.recover(generation)
         t.error = f"{t.error} (after {config.episode_retries + 1} attempts)"
         t.reject_reason = f"error: {t.error}"
@@ -111,6 +126,17 @@ class SourceActor(_Worker):
 
     async def shutdown(self) -> None:
         await self.source.teardown()
+
+
+def replay_payload(t: Trajectory, task: dict[str, Any]) -> dict[str, Any]:
+    """What replaying `t` ahead of the quality stage needs, compact: the
+    packed steps (~1.7 KB), the steps that may be unnecessary, the dedup key."""
+    from synth.quality.dedup import action_key
+    from synth.quality.replay import noop_steps, pack_steps, steps_of
+
+    return {"trajectory_id": t.trajectory_id, "task": task, "steps": pack_steps(steps_of(t)),
+            "noop": noop_steps(t), "key": action_key(t.instruction, [s.action for s in t.steps]),
+            "num_steps": len(t.steps)}
 
 
 @ray.remote
@@ -176,8 +202,11 @@ class Pool:
         key: Callable[[Any], str] = str,
         still_todo: Callable[[list[Any]], list[Any]] = lambda batch: batch,
         total: int | None = None,
+        payload: Callable[[list[Any]], Any] | None = None,
     ) -> None:
         self.name, self.new_actor, self.on_results, self.key = name, new_actor, on_results, key
+        self.payload = payload
+        """What an actor receives for a batch (default: drive's `payload`)."""
         self.still_todo = still_todo
         """What of a batch whose worker died is still to do (a worker can die
         right after it staged the batch, before the driver heard back)."""
@@ -252,14 +281,22 @@ def _drive(pools: list[Pool], payload: Callable[[Pool, list[Any]], Any]) -> None
         nonlocal seq
         batch = pool.next_batch()
         if batch:
-            ref = pool.actors[i].run_batch.remote(payload(pool, batch), seq)
+            data = pool.payload(batch) if pool.payload is not None else payload(pool, batch)
+            ref = pool.actors[i].run_batch.remote(data, seq)
             in_flight[ref] = (pool, i, pool.actors[i], batch)
             seq += 1
 
-    for pool in pools:
-        for i in range(len(pool.actors)):
-            for _ in range(2):
-                submit(pool, i)
+    def refill() -> None:
+        """At most two batches in flight per actor; a pool whose items arrive
+        while the others run (replays of what was just recorded) gets its idle
+        actors fed as soon as there is something for them."""
+        busy = Counter((id(p), i) for p, i, _, _ in in_flight.values())
+        for pool in pools:
+            for i in range(len(pool.actors)):
+                for _ in range(2 - busy[(id(pool), i)]):
+                    submit(pool, i)
+
+    refill()
     interrupted = False
     try:
         while in_flight:
@@ -288,12 +325,12 @@ def _drive(pools: list[Pool], payload: Callable[[Pool, list[Any]], Any]) -> None
                     pool.requeued.appendleft(left)
                 if len(left) < len(batch):
                     pool.on_results(pool, [{"recovered": len(batch) - len(left)}])
-                submit(pool, i)
+                refill()
                 continue
             except ray.exceptions.RayTaskError as e:
                 raise PipelineError(f"{pool.name} worker failed: {e.cause!r}") from None
             pool.on_results(pool, results)
-            submit(pool, i)
+            refill()
         if _ctrl_c.is_set():
             raise KeyboardInterrupt
     except KeyboardInterrupt:

@@ -336,6 +336,8 @@ ray: {{batch_size: 3, num_cpus: 2}}
     assert gates["judge"]["in"] == 15
     assert gates["replay"]["rejected"] == 0, gates["replay"]
     assert gates["replay"]["passed"] == gates["replay"]["in"] > 0
+    # every replay ran beside recording (quality.replay.ahead): none was left for after it
+    assert gates["replay"]["cached"] == gates["replay"]["in"] and gates["replay"]["replayed"] == 0, gates["replay"]
 
     trajectories = pq.read_table(out / "data/trajectories").to_pylist()
     accepted = [t for t in trajectories if t["status"] == "accepted"]

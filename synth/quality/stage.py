@@ -269,7 +269,7 @@ kind are not reused (v2: a fresh context per replay, settled pages, targets
 checked at their points)."""
 
 
-def _settings(config: QualityConfig) -> str:
+def replay_settings(config: QualityConfig) -> str:
     m = config.minimality
     gates = "replay" if m.mode == "off" else f"replay+minimality({'exhaustive' if m.exhaustive else 'noop'})"
     return f"{gates}/{REPLAY_VERSION}"
@@ -289,7 +289,7 @@ def _replay_gate(
         counts["not_sampled"] = len(groups)
         return counts
     cache = ReplayCache(storage.child(out_dir, "quality", "replay"))
-    settings = _settings(config)
+    settings = replay_settings(config)
     minimality = config.minimality.mode != "off"
     position = {rep: 0 for rep in groups}  # which member currently represents the group
     pending = []
