@@ -123,8 +123,11 @@ async def test_crashed_page_becomes_a_rejected_trajectory(env, make_task, browse
             pass
         await env.click(obs.find("Submit", role="button"))
 
+    from synth.episode import lost_to_infrastructure
+
     t = await run_episode(env, make_task("click-checkboxes", seed=0), crash, source="solver", source_detail="crash")
     assert t.status == "rejected" and t.error and len(t.steps) >= 1
+    assert lost_to_infrastructure(t)  # an error the source actor retries on a fresh browser (test_faults.py)
     assert browser.is_connected()  # the worker's browser survives
 
 

@@ -1,11 +1,13 @@
-"""Crashes and faults: a run killed anywhere resumes with exact totals; a
-crashed or hung browser costs a retry, not the run; a run whose episodes
-mostly fail stops with a summary; Ctrl-C stops cleanly."""
+"""Crashes and faults: a run killed anywhere resumes with exactly the totals
+of an uninterrupted run; a crashed or hung browser costs a retry, not the
+run, and an episode whose retries run out is rejected with the reason; a run
+whose episodes mostly fail stops with a summary; Ctrl-C stops cleanly."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,6 +46,119 @@ ray: {{batch_size: 2, num_cpus: 2}}
     return p
 
 
+RESUME_TEMPLATES = """\
+site: miniwob
+defaults: {judge: {type: miniwob_reward}, max_steps: 20}
+templates:
+  - {id: click-button, params: {task: click-button}, solver: miniwob.click-button}
+  - {id: click-checkboxes, params: {task: click-checkboxes}, solver: miniwob.click-checkboxes, max_steps: 12}
+  - {id: focus-text, params: {task: focus-text}, solver: miniwob.focus-text, max_steps: 5}
+  # Rejected every time, each by another gate, so that a resume that changes
+  # a verdict shows in the totals, not only one that loses a trajectory:
+  # the very episodes of click-button again (dedup keeps one of each pair),
+  - {id: click-button-again, params: {task: click-button}, solver: miniwob.click-button}
+  # a judge that wants an answer focus-text's solver never gives (judge),
+  - {id: no-answer, params: {task: focus-text}, solver: miniwob.focus-text, judge: {type: string_match, expected: "x"}}
+  # and a step limit click-checkboxes' solver runs into (error).
+  - {id: cut-short, params: {task: click-checkboxes}, solver: miniwob.click-checkboxes, max_steps: 1}
+"""
+
+
+@pytest.fixture(scope="module")
+def resume_templates(tmp_path_factory) -> Path:
+    """One templates file for the reference run and every resumed run (so
+    their configs differ only in `output_dir`)."""
+    path = tmp_path_factory.mktemp("templates") / "resume.yaml"
+    path.write_text(RESUME_TEMPLATES)
+    return path
+
+
+def write_resume_pipeline(tmp: Path, templates: Path) -> Path:
+    """The pipeline of every kill/resume test: 12 tasks that pass and 6 that
+    are rejected (2 duplicates, 2 by the judge, 2 by an error)."""
+    p = tmp / "pipeline.yaml"
+    p.write_text(
+        f"""
+name: faults
+output_dir: {tmp / 'out'}
+tasks:
+  - templates: {templates}
+    include: [click-button, click-checkboxes, focus-text]
+    seeds_per_template: 4
+  - templates: {templates}
+    include: [click-button-again, no-answer, cut-short]
+    seeds_per_template: 2
+sources:
+  solver: {{actors: 1, contexts_per_actor: 2, num_cpus: 1}}
+quality:
+  replay: {{actors: 1, contexts_per_actor: 2}}
+ray: {{batch_size: 2, num_cpus: 2}}
+"""
+    )
+    return p
+
+
+def totals(out: Path) -> dict:
+    """Everything a finished run says about its data: the manifest (counts
+    per source, template, site, reason, verdict, steps, SFT samples, every
+    gate) and each trajectory's verdict from the shards. Left out is only
+    what legitimately differs between an uninterrupted run and one killed
+    and resumed on the same tasks:
+    - `run_ids`, `created_at`, `pipeline` (the file's path) and the config's
+      `output_dir`: which runs, when, where;
+    - `nodes_this_run`: only the episodes recorded by the last run, which
+      after a resume may be none;
+    - the replay gate's split between `replayed` and `cached`: a run killed
+      after the replay cache was written reads those results back instead of
+      replaying (the cache exists for that), so only their sum must match.
+    Durations, start times and run ids per trajectory are not compared either
+    (not in the manifest, not taken from the shards)."""
+    m = json.loads((out / "manifest.json").read_text())
+    for key in ("run_ids", "created_at", "pipeline", "nodes_this_run"):
+        m.pop(key, None)
+    m["config"].pop("output_dir")
+    replay = m["gates"]["replay"]
+    replay["replayed_or_cached"] = replay.pop("replayed") + replay.pop("cached")
+    rows = pq.read_table(
+        out / "data/trajectories",
+        columns=["trajectory_id", "status", "reject_reason", "num_steps", "duplicate_of", "replay_passed", "consistency_flags"],
+    ).to_pylist()
+    ids = [r["trajectory_id"] for r in rows]
+    assert len(ids) == len(set(ids)), "a trajectory is in the shards twice"
+    m["verdicts"] = {r.pop("trajectory_id"): r for r in rows}
+    return m
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, resume_templates) -> dict:
+    """The totals of one uninterrupted run of the resume pipeline, which
+    every killed and resumed run must reproduce exactly."""
+    tmp = tmp_path_factory.mktemp("reference")
+    pipeline = write_resume_pipeline(tmp, resume_templates)
+    code, err = finish(start(pipeline))
+    assert code == 0, err[-3000:]
+    ref = totals(tmp / "out")
+    assert set(ref["verdicts"]) == expected_ids(pipeline)
+    # the comparison means something only if every kind of verdict is there
+    assert ref["accepted"] == 12 and ref["rejected"] == 6, ref["reject_reasons"]
+    kinds = {r.split(":")[0] for r in ref["reject_reasons"]}
+    assert kinds == {"duplicate", "judge", "error"}, ref["reject_reasons"]
+    assert ref["gates"]["dedup"]["rejected"] == 2 and ref["gates"]["replay"]["passed"] == 12
+    return ref
+
+
+def assert_same_totals(out: Path, reference: dict) -> None:
+    got = totals(out)
+    assert got["duplicate_ids_skipped"] == 0  # nothing staged twice
+    lost = set(reference["verdicts"]) - set(got["verdicts"])
+    extra = set(got["verdicts"]) - set(reference["verdicts"])
+    assert not lost and not extra, f"lost {sorted(lost)}, extra {sorted(extra)}"
+    changed = {tid: (reference["verdicts"][tid], v) for tid, v in got["verdicts"].items() if v != reference["verdicts"][tid]}
+    assert not changed, f"verdicts differ from the uninterrupted run (reference, resumed): {changed}"
+    assert got == reference
+    assert not list(out.glob(".data-*")) and not list((out / "staging").glob(".*.tmp"))
+
+
 def start(pipeline: Path, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "synth.cli", "run", str(pipeline)], cwd=ROOT, text=True,
@@ -66,14 +181,24 @@ def expected_ids(pipeline: Path) -> set[str]:
     return {trajectory_id(t.task_id, "solver", t.solver) for t in prepare(pipeline).tasks}
 
 
-def shard_ids(out: Path) -> list[str]:
-    return pq.read_table(out / "data/trajectories").column("trajectory_id").to_pylist()
+def staged_rows(out: Path) -> int:
+    """Trajectories in staging (a file there is complete: atomic rename)."""
+    return sum(pq.read_metadata(f).num_rows for f in (out / "staging").glob("*.parquet"))
 
 
-def wait_for_staging(out: Path, n: int = 1, timeout: float = 240) -> None:
+def wait_for_staging(out: Path, proc: subprocess.Popen, timeout: float = 240) -> int:
+    """Wait until the run staged its first batch; returns how many
+    trajectories are staged. Fails the test if none is in time or the run
+    ended first: what follows needs a run that is recording."""
     deadline = time.time() + timeout
-    while time.time() < deadline and len(list((out / "staging").glob("*.parquet"))) < n:
-        time.sleep(0.1)
+    while not list((out / "staging").glob("*.parquet")):
+        if proc.poll() is not None or time.time() > deadline:
+            ended = proc.poll() is not None
+            code, err = finish(proc, timeout=5)
+            pytest.fail(f"the run ended (exit {code}) before it staged anything: {err[-3000:]}" if ended
+                        else f"nothing staged after {timeout:.0f}s")
+        time.sleep(0.05)
+    return staged_rows(out)
 
 
 DRIVER_POINTS = [
@@ -89,20 +214,14 @@ WORKER_POINTS = [
 ]
 
 
-def _check_complete(pipeline: Path, out: Path) -> None:
-    ids = shard_ids(out)
-    assert len(ids) == len(set(ids)) == 12 and set(ids) == expected_ids(pipeline)
-    m = json.loads((out / "manifest.json").read_text())
-    assert m["trajectories"] == 12 and m["duplicate_ids_skipped"] == 0
-    assert not list(out.glob(".data-*")) and not list((out / "staging").glob(".*.tmp"))
-
-
-def test_killed_anywhere_resumes_with_exact_totals(tmp_path):
-    """SIGKILL of the whole run (driver, Ray, browsers) at each driver crash
-    point in turn and at two random moments, resuming each time; then a
-    worker killed inside a staging write. Every run ends with exactly the
-    uninterrupted totals, no duplicate ids, every file readable."""
-    pipeline = write_pipeline(tmp_path, ["click-button", "click-checkboxes", "focus-text"], seeds=4)
+@pytest.mark.timeout(600)
+def test_killed_anywhere_resumes_with_exact_totals(tmp_path, resume_templates, reference):
+    """SIGKILL of the whole run (driver, Ray, browsers) at two random moments
+    and at each driver crash point in turn, resuming each time. The run then
+    ends with exactly the uninterrupted run's totals: the same trajectories,
+    each with the same verdict and steps, the same counts per source,
+    template, reason and gate, every file readable."""
+    pipeline = write_resume_pipeline(tmp_path, resume_templates)
     out = tmp_path / "out"
     for delay in (4.0, 7.0):  # mid-recording: Ray takes ~3 s to start
         proc = start(pipeline)
@@ -116,15 +235,18 @@ def test_killed_anywhere_resumes_with_exact_totals(tmp_path):
             pq.read_table(f)  # complete, or not there at all
     code, err = finish(start(pipeline))
     assert code == 0, err[-3000:]
-    _check_complete(pipeline, out)
-    # a worker dies inside a staging write (the run goes on with a new one)
-    for i, point in enumerate(WORKER_POINTS):
-        fresh = tmp_path / f"w{i}"
-        fresh.mkdir()
-        p = write_pipeline(fresh, ["click-button", "click-checkboxes", "focus-text"], seeds=4)
-        code, err = finish(start(p, SYNTH_CRASH_AT=point, SYNTH_CRASH_FLAG=str(fresh / "fired")))
-        assert code == 0 and (fresh / "fired").exists(), err[-3000:]
-        _check_complete(p, fresh / "out")
+    assert_same_totals(out, reference)
+
+
+@pytest.mark.timeout(600)  # with the reference run, when run alone
+@pytest.mark.parametrize("point", WORKER_POINTS)
+def test_worker_killed_in_a_staging_write_loses_nothing(tmp_path, resume_templates, reference, point):
+    """A worker dies inside a staging write; the run goes on with a new one
+    and ends with the uninterrupted run's totals."""
+    pipeline = write_resume_pipeline(tmp_path, resume_templates)
+    code, err = finish(start(pipeline, SYNTH_CRASH_AT=point, SYNTH_CRASH_FLAG=str(tmp_path / "fired")))
+    assert code == 0 and (tmp_path / "fired").exists(), err[-3000:]
+    assert_same_totals(tmp_path / "out", reference)
 
 
 def descendants(root: int) -> list[tuple[int, str]]:
@@ -149,28 +271,100 @@ def descendants(root: int) -> list[tuple[int, str]]:
     return out
 
 
-def _signal_browsers(proc: subprocess.Popen, sig: int) -> int:
+def _signal_browsers(proc: subprocess.Popen, sig: int) -> list[int]:
     pids = [pid for pid, name in descendants(proc.pid) if name.startswith("chromium")]
     for pid in pids:
         try:
             os.kill(int(pid), sig)
         except ProcessLookupError:
             pass
-    return len(pids)
+    return pids
+
+
+RETRIED = re.compile(r"synth: (\w+) \(miniwob/[\w-]+\) lost to the browser on attempt 1 of 3, retrying on a fresh browser")
 
 
 @pytest.mark.parametrize("fault", ["crash", "hang"])
 def test_lost_browser_costs_a_retry_not_the_run(tmp_path, fault):
+    """Every browser of the run is killed, or frozen (SIGSTOP: alive but
+    silent), while episodes run on it: those episodes are retried on a fresh
+    browser (the actor says so, Ray forwards it to the driver's stderr) and
+    every trajectory, the retried ones included, is accepted."""
     pipeline = write_pipeline(tmp_path, ["login-user", "click-checkboxes"], seeds=4, source=", episode_timeout_s: 4")
     proc = start(pipeline)
-    wait_for_staging(tmp_path / "out")
-    # every browser of the run: killed, or frozen (SIGSTOP: alive but silent)
-    assert _signal_browsers(proc, signal.SIGKILL if fault == "crash" else signal.SIGSTOP) > 0
-    code, err = finish(proc, timeout=300)
+    staged = wait_for_staging(tmp_path / "out", proc)
+    signalled = _signal_browsers(proc, signal.SIGKILL if fault == "crash" else signal.SIGSTOP)
+    try:
+        code, err = finish(proc, timeout=300)
+    finally:
+        if fault == "hang":  # in a session of their own, stopped: nothing else would ever end them
+            for pid in signalled:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    # one batch was staged and the others were on the actor: episodes were running
+    assert signalled and staged < 8, f"{staged} of 8 staged before the browsers were lost: nothing left to retry"
     assert code == 0, err[-3000:]
-    rows = pq.read_table(tmp_path / "out/data/trajectories", columns=["status", "reject_reason", "error"]).to_pylist()
+    retried = set(RETRIED.findall(err))
+    assert retried, f"no episode was retried: {err[-3000:]}"
+    rows = pq.read_table(tmp_path / "out/data/trajectories", columns=["task_id", "status", "reject_reason", "error"]).to_pylist()
     assert len(rows) == 8
     assert all(r["status"] == "accepted" for r in rows), [(r["reject_reason"], r["error"]) for r in rows]
+    assert retried <= {r["task_id"] for r in rows}
+
+
+async def _crash_every_attempt(tmp_path, monkeypatch, make_task):
+    """Run, through the source actor's own retry loop (in process, without
+    Ray), a task whose policy crashes its page on every attempt, then an
+    ordinary task on the same actor. Returns both trajectories and the
+    browser each crashing attempt ran on."""
+    import solvers
+    from synth.config import SourceConfig
+    from synth.workers import SourceActor
+
+    browsers = []
+
+    async def crash_every_time(env, obs):
+        browsers.append(env.page.context.browser)
+        try:
+            await env.page.goto("chrome://crash")  # the renderer dies
+        except Exception:
+            pass
+        await env.click(obs.find("Submit", role="button"))
+
+    monkeypatch.setitem(solvers.SOLVERS, "test.crash-every-time", crash_every_time)
+    actor = SourceActor.__ray_actor_class__("solver", {"config": SourceConfig(episode_retries=2)}, str(tmp_path), "t", 2)
+    try:
+        await actor._start(actor.source)  # as run_batch does first
+        lost = await actor._attempts(make_task("click-checkboxes", seed=0, solver="test.crash-every-time"))
+        after = await actor._attempts(make_task("click-button", seed=0, solver="miniwob.click-button"))
+    finally:
+        await actor.shutdown()
+    return lost, after, browsers
+
+
+async def test_retries_run_out_then_the_episode_is_rejected_and_the_worker_goes_on(tmp_path, monkeypatch, make_task):
+    """`episode_retries: 2` and a page that crashes on every attempt: three
+    attempts, the first retry on a fresh browser, then the episode is kept as
+    rejected with the reason and the number of attempts; the actor's next
+    episode runs and passes as usual."""
+    from synth.episode import lost_to_infrastructure
+
+    lost, after, browsers = await _crash_every_attempt(tmp_path, monkeypatch, make_task)
+    assert len(browsers) == 3  # the first attempt and two retries
+    assert browsers[1] is not browsers[0]
+    assert lost.status == "rejected" and lost.error.endswith("(after 3 attempts)"), lost.error
+    assert lost.reject_reason == f"error: {lost.error}" and lost_to_infrastructure(lost)
+    assert after.status == "accepted", after.reject_reason
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "sources.BrowserSource: the retry's own lazy relaunch (browser()) bumps `generation` after "
+    "_attempts read it, so that retry's recover(generation) is ignored and the next one reuses its browser"))
+async def test_every_retry_runs_on_a_fresh_browser(tmp_path, monkeypatch, make_task):
+    _, _, browsers = await _crash_every_attempt(tmp_path, monkeypatch, make_task)
+    assert len({id(b) for b in browsers}) == 3, "a retry ran on the browser its previous attempt was lost on"
 
 
 def test_mostly_failing_run_stops_with_a_summary(tmp_path):
@@ -189,18 +383,19 @@ def test_mostly_failing_run_stops_with_a_summary(tmp_path):
     assert 20 <= staged < 60  # it stopped instead of burning through the list
 
 
-def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
-    pipeline = write_pipeline(tmp_path, ["click-button", "login-user"], seeds=8)
+@pytest.mark.timeout(600)  # with the reference run, when run alone
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path, resume_templates, reference):
+    pipeline = write_resume_pipeline(tmp_path, resume_templates)
     proc = start(pipeline)
-    wait_for_staging(tmp_path / "out")
+    staged = wait_for_staging(tmp_path / "out", proc)
     os.kill(proc.pid, signal.SIGINT)
     t0 = time.time()
     code, err = finish(proc, timeout=60)
+    assert staged < 18, "recording was over before Ctrl-C"
     assert time.time() - t0 < 30
     assert code == 130, err[-3000:]
     said = " ".join(err.split()).lower()  # rich wraps long lines
     assert "interrupted" in said and "run the same command again to resume" in said
     code, err = finish(start(pipeline))
     assert code == 0, err[-3000:]
-    ids = shard_ids(tmp_path / "out")
-    assert len(ids) == len(set(ids)) == 16 and set(ids) == expected_ids(pipeline)
+    assert_same_totals(tmp_path / "out", reference)
