@@ -120,3 +120,26 @@ def test_a_click_moved_across_the_page_is_not_a_near_duplicate():
     assert duplicates([base, jitter]) == {"b": "a"}  # a 0.01 jitter: the same sample
     assert duplicates([base, moved]) == {}  # the dialog elsewhere: another grounding sample
     assert duplicates([base, moved], tolerance=0.1) == {"c": "a"}
+
+
+def test_dedup_verdicts_do_not_depend_on_the_order_trajectories_are_read_in():
+    """click-collapsible's keys differ only in where Submit is: clicks 0.02
+    apart are near duplicates, 0.04 apart are not, so chains form, and which
+    links LSH proposes (each text with its bucket's first) must not depend on
+    staging's file order: two make runs once disagreed on one of 1,190."""
+    import random
+
+    from synth.quality.dedup import Item, duplicates
+
+    rng = random.Random(3)
+    head = "expand the section below and click submit. || pyautogui.click(x=0.5, y={}) ; "
+    items = [
+        Item(f"t{i:02d}", head.format(rng.choice((0.3, 0.35))) +
+             f"pyautogui.click(x=0.32, y={rng.randrange(80, 100) / 100})", True, 2)
+        for i in range(40)
+    ]
+    verdicts = set()
+    for _ in range(12):
+        rng.shuffle(items)
+        verdicts.add(tuple(sorted(duplicates(list(items)).items())))
+    assert len(verdicts) == 1, f"{len(verdicts)} different verdicts for 12 orders of the same trajectories"

@@ -271,7 +271,10 @@ def duplicates(
     first: dict[str, int] = {}
     group = [first.setdefault(it.key, i) for i, it in enumerate(items)]
     if threshold is not None and items:
-        reps = sorted(set(group))
+        # in key order, not in the items' order (staging's file order, which
+        # differs between runs): LSH pairs each text with its bucket's first
+        # one, so the order decides which near-duplicate chains are joined
+        reps = sorted(set(group), key=lambda i: items[i].key)
         coordinates: dict[int, np.ndarray] = {}  # parsed only for candidate pairs
 
         def at(i: int) -> np.ndarray:
