@@ -131,7 +131,7 @@ class RaySession:
                     ray.init(address="local", num_cpus=self.config.ray.num_cpus, include_dashboard=False,
                              log_to_driver=True)
                     break
-                except (RuntimeError, ConnectionError):
+                except Exception:  # noqa: BLE001 - Ray raises a bare Exception when its node times out starting
                     ray.shutdown()
                     if attempt == 2:
                         raise
@@ -333,7 +333,11 @@ def _record(
         pools.append(pool)
     if ahead is not None:
         pools.append(ahead.pool)
-    drive(pools, payload=lambda pool, batch: [t.model_dump(mode="json") for t in batch])
+    try:
+        drive(pools, payload=lambda pool, batch: [t.model_dump(mode="json") for t in batch])
+    finally:
+        if ahead is not None and ahead.pool.actors:
+            ahead.pool.release()  # their CPUs go to the quality stage's own replays, if any
 
 
 def _count(progress: Progress, pool: Pool, summaries: list[dict[str, Any]]) -> None:
@@ -391,13 +395,15 @@ def _replay_options(config: PipelineConfig, run_id: str) -> dict[str, Any]:
     }
 
 
-def _replay_pool(config: PipelineConfig, run_id: str, items: Any, on_results: Callable[[Pool, list], None]) -> Pool:
+def _replay_pool(
+    config: PipelineConfig, run_id: str, items: Any, on_results: Callable[[Pool, list], None], actors: int | None = None
+) -> Pool:
     rc = config.quality.replay
     options = _replay_options(config, run_id)
     return Pool(
         "replay",
         lambda i: ReplayActor.options(num_cpus=rc.num_cpus).remote(options, rc.contexts_per_actor),
-        rc.actors, items, config.ray.batch_size, on_results, key=lambda job: job.trajectory_id,
+        rc.actors if actors is None else actors, items, config.ray.batch_size, on_results, key=lambda job: job.trajectory_id,
         payload=lambda batch: batch,
     )
 
@@ -466,7 +472,11 @@ class ReplayAhead:
         """Per exact dedup key, the (steps, id) of the trajectory replayed for it."""
         self.steps: dict[str, int] = {}
         self.feed = _Feed()
-        self.pool = _replay_pool(config, run_id, self.feed, self._done)
+        self.pool = _replay_pool(config, run_id, self.feed, self._done, actors=0)
+        self.pool.streaming = True  # fed by the source pools' results
+        # Its actors start with the first trajectory to replay, after the
+        # source actors were placed: where not all fit at once, Ray then
+        # holds the replay actors back, not a source actor they would wait for.
 
     def offer(self, summaries: list[dict[str, Any]]) -> None:
         q = self.config.quality
@@ -482,6 +492,8 @@ class ReplayAhead:
                 continue  # an exact duplicate of one replayed already
             self.best[key] = rank
             self.steps[r["trajectory_id"]] = r["num_steps"]
+            if not self.pool.actors:
+                self.pool.actors = [self.pool.new_actor(i) for i in range(self.config.quality.replay.actors)]
             self.feed.queue.append(ReplayJob(
                 r["trajectory_id"], Task.model_validate(r["task"]), unpack_steps(r["steps"]), r["noop"],
                 q.minimality.mode != "off", q.minimality.exhaustive,

@@ -103,12 +103,18 @@ class BrowserSource(Source):
         costs the episodes that were on it, not the worker)."""
         async with self._relaunch:
             if self._browser is None or not self._browser.is_connected():
+                # a new generation only for a browser that died unnoticed:
+                # recover() counted the one it threw away already, and counting
+                # twice would make the next recover(generation) of an episode
+                # on this new browser a no-op (a retry on the same browser)
+                died = self._browser is not None
                 self._pages = PagePool()  # pages of a dead browser are gone
                 if self._playwright is None:
                     await self.setup()
                 else:
                     self._browser = await launch_browser(self._playwright, self.browser_config)
-                self.generation += 1
+                if died:
+                    self.generation += 1
             return self._browser
 
     async def site(self, name: str) -> Site:

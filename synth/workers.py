@@ -218,6 +218,10 @@ class Pool:
         self.actors = [new_actor(i) for i in range(actors)]
         self.stopped: str | None = None
         self.max_failure_share = 1.0
+        self.streaming = False
+        """Items may still arrive after the pool ran dry (a queue others
+        fill): its actors are kept until the feeding loop ends."""
+        self.exhausted = False
 
     def next_batch(self) -> list[Any]:
         """The next batch to submit; empty when there is none (or the pool stopped)."""
@@ -227,12 +231,28 @@ class Pool:
             return self.requeued.popleft()
         batch = list(itertools.islice(self._items, self.batch_size))
         self.taken += len(batch)
+        if not batch and not self.streaming:
+            self.exhausted = True
         return batch
+
+    def release(self) -> None:
+        """Stop the actors of a pool that has nothing left to do, so the
+        resources they reserve (`num_cpus`) go to the pools still working:
+        replay actors waiting for a CPU the finished source actors hold would
+        otherwise wait for ever."""
+        actors, self.actors = self.actors, []
+        try:
+            ray.get([a.shutdown.remote() for a in actors], timeout=20)
+        except Exception:  # noqa: BLE001 - they are killed next either way
+            pass
+        for a in actors:
+            ray.kill(a)
 
     def stop(self, why: str) -> int:
         """Feed this pool no more; returns how many items are dropped (those
         not yet taken are counted only if the pool knows its total)."""
         self.stopped = why
+        self.exhausted = True
         dropped = sum(len(b) for b in self.requeued) + (self.total - self.taken if self.total is not None else 0)
         self.requeued.clear()
         self._items = iter(())
@@ -296,6 +316,12 @@ def _drive(pools: list[Pool], payload: Callable[[Pool, list[Any]], Any]) -> None
                 for _ in range(2 - busy[(id(pool), i)]):
                     submit(pool, i)
 
+    def release_finished() -> None:
+        working = {id(p) for p, *_ in in_flight.values()}
+        for pool in pools:
+            if pool.actors and pool.exhausted and not pool.requeued and id(pool) not in working:
+                pool.release()
+
     refill()
     interrupted = False
     try:
@@ -331,6 +357,7 @@ def _drive(pools: list[Pool], payload: Callable[[Pool, list[Any]], Any]) -> None
                 raise PipelineError(f"{pool.name} worker failed: {e.cause!r}") from None
             pool.on_results(pool, results)
             refill()
+            release_finished()
         if _ctrl_c.is_set():
             raise KeyboardInterrupt
     except KeyboardInterrupt:

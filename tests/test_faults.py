@@ -359,9 +359,6 @@ async def test_retries_run_out_then_the_episode_is_rejected_and_the_worker_goes_
     assert after.status == "accepted", after.reject_reason
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sources.BrowserSource: the retry's own lazy relaunch (browser()) bumps `generation` after "
-    "_attempts read it, so that retry's recover(generation) is ignored and the next one reuses its browser"))
 async def test_every_retry_runs_on_a_fresh_browser(tmp_path, monkeypatch, make_task):
     _, _, browsers = await _crash_every_attempt(tmp_path, monkeypatch, make_task)
     assert len({id(b) for b in browsers}) == 3, "a retry ran on the browser its previous attempt was lost on"
