@@ -300,8 +300,8 @@ class ReplayConfig(BaseModel):
     episode_timeout_s: float = Field(60.0, gt=0)
     ahead: bool = Field(
         True,
-        description="replay accepted trajectories on the replay actors while recording goes on, instead of all "
-        "after it (the replay actors then run beside the source actors: give both num_cpus that fit together)",
+        description="replay accepted trajectories on replay actors while recording goes on, instead of all "
+        "after it (those actors reserve no CPU: they use what recording leaves and never hold a source back)",
     )
     relocated: Literal["flag", "reject"] = Field(
         "flag",

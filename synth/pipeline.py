@@ -396,13 +396,15 @@ def _replay_options(config: PipelineConfig, run_id: str) -> dict[str, Any]:
 
 
 def _replay_pool(
-    config: PipelineConfig, run_id: str, items: Any, on_results: Callable[[Pool, list], None], actors: int | None = None
+    config: PipelineConfig, run_id: str, items: Any, on_results: Callable[[Pool, list], None], actors: int | None = None,
+    num_cpus: float | None = None,
 ) -> Pool:
     rc = config.quality.replay
     options = _replay_options(config, run_id)
+    cpus = rc.num_cpus if num_cpus is None else num_cpus
     return Pool(
         "replay",
-        lambda i: ReplayActor.options(num_cpus=rc.num_cpus).remote(options, rc.contexts_per_actor),
+        lambda i: ReplayActor.options(num_cpus=cpus).remote(options, rc.contexts_per_actor),
         rc.actors if actors is None else actors, items, config.ray.batch_size, on_results, key=lambda job: job.trajectory_id,
         payload=lambda batch: batch,
     )
@@ -472,11 +474,13 @@ class ReplayAhead:
         """Per exact dedup key, the (steps, id) of the trajectory replayed for it."""
         self.steps: dict[str, int] = {}
         self.feed = _Feed()
-        self.pool = _replay_pool(config, run_id, self.feed, self._done, actors=0)
+        # Its actors reserve no CPU: they use what recording leaves, and can
+        # never hold back a source actor (a replacement for a dead one
+        # included) that they would then wait for. They start with the first
+        # trajectory to replay. `quality.replay.num_cpus` is for the stage's
+        # own replays after recording.
+        self.pool = _replay_pool(config, run_id, self.feed, self._done, actors=0, num_cpus=0)
         self.pool.streaming = True  # fed by the source pools' results
-        # Its actors start with the first trajectory to replay, after the
-        # source actors were placed: where not all fit at once, Ray then
-        # holds the replay actors back, not a source actor they would wait for.
 
     def offer(self, summaries: list[dict[str, Any]]) -> None:
         q = self.config.quality
