@@ -93,10 +93,9 @@ def steps_to_ops(steps: list[Any]) -> list[Op]:
 
 def solver_tasks(names: list[str], seeds: range) -> list[Any]:
     """MiniWoB tasks (task, seed) with the project's solver for each."""
-    from solvers import SOLVERS, load_all
+    from synth.solver import SOLVERS
     from synth.sites.miniwob import make_task
 
-    load_all()
     unknown = [n for n in names if f"miniwob.{n}" not in SOLVERS]
     if unknown:
         raise SystemExit(f"no solver for {unknown}; known: {', '.join(sorted(SOLVERS))}")

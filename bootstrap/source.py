@@ -153,7 +153,7 @@ class BootstrapSource(BrowserSource):
                 return _JINJA.from_string(text).render(**values).strip() or None
         if task.solver:
             try:
-                from solvers import get_solver
+                from synth.solver import get_solver
 
                 doc = (get_solver(task.solver).__doc__ or "").strip()
             except (KeyError, ImportError):

@@ -11,7 +11,7 @@ import calendar
 import re
 from typing import Callable
 
-from solvers import register_solver
+from synth.solver import register_solver
 from synth.env import BrowserEnv
 from synth.schema import Element, Observation
 

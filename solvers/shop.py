@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from solvers import register_solver
+from synth.solver import register_solver
 from synth.env import BrowserEnv
 from synth.schema import Element, Observation
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -31,6 +32,22 @@ DEFAULT_OUT = "out/web"
 def fail(message: str, code: int = 2) -> None:
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+PLUGIN_OPTION = typer.Option(
+    None, "--plugin", "-p",
+    help="a module to import first, whose @register_site, @register_solver, ... run (repeatable); installed "
+    "packages' synth.* entry points load anyway",
+)
+
+
+def _plugins(modules: Optional[list[str]]) -> None:
+    from synth.plugins import PluginError, load_modules
+
+    try:
+        load_modules(modules or [], (os.getcwd(),))
+    except PluginError as e:
+        fail(str(e))
 
 
 @app.command()
@@ -247,6 +264,7 @@ def replay(
     template: Optional[list[str]] = typer.Option(None, "--template", "-t", help="only these template ids (repeatable)"),
     limit: Optional[int] = typer.Option(None, help="replay only the first N accepted trajectories"),
     concurrency: int = typer.Option(3, "--concurrency", "-c", min=1, help="replays at once (one browser)"),
+    plugin: Optional[list[str]] = PLUGIN_OPTION,
 ) -> None:
     """Replay the accepted trajectories of a published dataset from its shards
     alone (task_config, actions, targets, waits), each in a fresh browser
@@ -255,6 +273,7 @@ def replay(
 
     from synth.quality.published import replay_published
 
+    _plugins(plugin)
     columns = [TextColumn("[bold]replaying"), BarColumn(), MofNCompleteColumn(),
                TextColumn("failed [red]{task.fields[failed]}[/]"), TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=True) as bar:
@@ -284,10 +303,14 @@ def replay(
 
 
 @tasks_app.command("list")
-def tasks_list(templates: Path = typer.Argument(Path("templates/tasks"), help="template file or folder")) -> None:
+def tasks_list(
+    templates: Path = typer.Argument(Path("templates/tasks"), help="template file or folder"),
+    plugin: Optional[list[str]] = PLUGIN_OPTION,
+) -> None:
     """Templates with their site, judge, solver and seed range."""
     from synth.tasks import load_templates
 
+    _plugins(plugin)
     try:
         pairs = load_templates(templates)
     except ConfigError as e:
@@ -303,10 +326,12 @@ def tasks_list(templates: Path = typer.Argument(Path("templates/tasks"), help="t
 def tasks_sample(
     templates: Path = typer.Argument(..., help="template file or folder"),
     n: int = typer.Option(5, "-n", help="instances per template"),
+    plugin: Optional[list[str]] = PLUGIN_OPTION,
 ) -> None:
     """A few instances of each template as JSON lines."""
     from synth.tasks import load_templates, instantiate
 
+    _plugins(plugin)
     try:
         pairs = load_templates(templates)
         for site, t in pairs:
@@ -324,6 +349,7 @@ def tasks_validate(
     include: Optional[list[str]] = typer.Option(None, "--include", help="only these template ids (repeatable)"),
     min_distinct: int = typer.Option(50, "--min-distinct", help="distinct instances each prototype must yield"),
     screenshots: bool = typer.Option(False, "--screenshots", help="take screenshots (slower; judges do not need them)"),
+    plugin: Optional[list[str]] = PLUGIN_OPTION,
 ) -> None:
     """Run each prototype's solver (its judge must pass) and negative controls
     (no-op, a wrong answer, another instance's end state: its judge must fail).
@@ -333,6 +359,7 @@ def tasks_validate(
     from synth.env import BrowserConfig
     from synth.validate import CONTROLS, count_episodes, validate
 
+    _plugins(plugin)
     try:
         total = count_episodes(list(templates), instances, include)
     except ConfigError as e:

@@ -382,6 +382,12 @@ class PipelineConfig(BaseModel):
         "annotation queue when output_dir is remote); default <output_dir>/cache for a local output_dir, "
         "~/.cache/synth/<hash of output_dir> for a remote one",
     )
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="modules to import in the driver and every worker before names are looked up (their "
+        "@register_site, @register_solver, ... run); importable from the installed packages, the pipeline's "
+        "folder or the working directory. Installed packages can instead declare entry points (synth.plugins)",
+    )
     tasks: list[TaskSelection] = Field(min_length=1)
     browser: BrowserConfig = Field(default_factory=BrowserConfig)
     sources: SourcesConfig = Field(default_factory=SourcesConfig)

@@ -280,6 +280,8 @@ class BrowserEnv:
         if self.context is None:
             return
         context, page, self.context, self.page = self.context, self.page, None, None
+        if page is not None:
+            await self.site.teardown(page)
         if page is not None and self._watching:
             self._unwatch(page)
         if self.pages is not None and self._healthy and page is not None and not page.is_closed():

@@ -6,6 +6,9 @@ judge spec's fields in the template (expected values), checked against the
 function's signature when templates load, so a typo fails before anything runs.
 
     judge: {type: string_match, expected: "42", mode: normalised}
+
+A package adds judges with `@register_judge("name")` in a module it declares
+as a `synth.judges` entry point (see `synth.plugins`).
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from playwright.async_api import Page
 
+from synth.plugins import Registry
 from synth.schema import JudgeSpec, Task, Verdict
 from synth.sites.base import Site
 
 JudgeFn = Callable[..., Awaitable[Verdict]]
-JUDGES: dict[str, JudgeFn] = {}
+JUDGES: Registry[JudgeFn] = Registry("judge", "synth.judges")
 
 
 @dataclass
@@ -41,17 +45,13 @@ class JudgeContext:
 
 
 def register_judge(name: str) -> Callable[[JudgeFn], JudgeFn]:
-    def wrap(fn: JudgeFn) -> JudgeFn:
-        JUDGES[name] = fn
-        return fn
-
-    return wrap
+    return JUDGES.decorator(name)
 
 
 def check_spec(spec: JudgeSpec) -> None:
     """Raise ValueError if the judge is unknown or its parameters do not fit."""
     if spec.type not in JUDGES:
-        raise ValueError(f"unknown judge {spec.type!r}; known judges: {', '.join(sorted(JUDGES))}")
+        raise ValueError(JUDGES.unknown(spec.type))
     sig = inspect.signature(JUDGES[spec.type])
     accepted = [p for p in list(sig.parameters)[1:]]
     unknown = sorted(set(spec.params) - set(accepted))

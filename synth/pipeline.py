@@ -28,8 +28,9 @@ import pyarrow.compute as pc
 import ray
 
 from synth import staging, storage
-from synth.config import PipelineConfig, SourceConfig, load_pipeline
+from synth.config import ConfigError, PipelineConfig, SourceConfig, load_pipeline
 from synth.faults import crash_point
+from synth.plugins import PluginError, Plugins
 from synth.export.card import card, manifest
 from synth.export.shards import export
 from synth.quality.replay import ReplayJob, ReplayResult, sampled, unpack_steps
@@ -173,6 +174,8 @@ class Plan:
     tasks: TaskSet
     jobs: list[Job]
     skipped: dict[str, str] = field(default_factory=dict)
+    plugins: Plugins = field(default_factory=Plugins)
+    """What every worker imports first (the pipeline's `plugins:`)."""
 
     @property
     def out_dir(self) -> str:
@@ -191,6 +194,11 @@ def prepare(config_path: Path | str, limit: int | None = None) -> Plan:
 
     config_path = Path(config_path)
     config = load_pipeline(config_path)
+    plugins = Plugins(tuple(config.plugins), (str(config_path.parent.resolve()), os.getcwd()))
+    try:
+        plugins.load()
+    except PluginError as e:
+        raise ConfigError(f"{config_path}: {e}") from None
     tasks = plan(config, config_path.parent.resolve(), limit)
     tasks.check()
     jobs, skipped = [], {}
@@ -208,7 +216,7 @@ def prepare(config_path: Path | str, limit: int | None = None) -> Plan:
             skipped[kind] = reason
             continue
         jobs.append(Job(kind, source_config, tasks.where(lambda t: cls.selects(t, source_config))))
-    return Plan(config_path, config, tasks, jobs, skipped)
+    return Plan(config_path, config, tasks, jobs, skipped, plugins)
 
 
 def execute(
@@ -314,7 +322,7 @@ def _record(
         def new_actor(i: int, job: Job = job, options: dict = options) -> ray.actor.ActorHandle:
             return SourceActor.options(**_actor_resources(job.config)).remote(
                 job.kind, options, storage.absolute(staging_dir), f"{run_id}-{job.kind}{i}",
-                job.config.contexts_per_actor, ahead is not None,
+                job.config.contexts_per_actor, ahead is not None, Plugins.current(),
             )
 
         def on_results(pool: Pool, summaries: list[dict[str, Any]]) -> None:
@@ -404,7 +412,7 @@ def _replay_pool(
     cpus = rc.num_cpus if num_cpus is None else num_cpus
     return Pool(
         "replay",
-        lambda i: ReplayActor.options(num_cpus=cpus).remote(options, rc.contexts_per_actor),
+        lambda i: ReplayActor.options(num_cpus=cpus).remote(options, rc.contexts_per_actor, Plugins.current()),
         rc.actors if actors is None else actors, items, config.ray.batch_size, on_results, key=lambda job: job.trajectory_id,
         payload=lambda batch: batch,
     )

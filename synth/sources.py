@@ -14,7 +14,6 @@ pipeline can skip the source with one line instead of failing the run.
 from __future__ import annotations
 
 import asyncio
-import importlib
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -23,6 +22,7 @@ from playwright.async_api import Browser, Playwright, async_playwright
 from synth.config import SourceConfig
 from synth.env import BrowserConfig, BrowserEnv, PagePool, launch_browser
 from synth.episode import run_episode
+from synth.plugins import Registry
 from synth.schema import Task, Trajectory
 from synth.sites import Site, get_site
 
@@ -155,25 +155,17 @@ class BrowserSource(Source):
         self._browser = self._playwright = None
 
 
-SOURCES: dict[str, type[Source]] = {}
-_MODULES = ("bootstrap.source",)
-"""Modules outside synth that register sources when imported."""
+SOURCES: Registry[type[Source]] = Registry("source", "synth.sources")
+"""Source kinds; a package adds one through a `synth.sources` entry point
+(synth's own LLM agent, `bootstrap.source`, is declared that way)."""
 
 
 def register_source(cls: type[Source]) -> type[Source]:
-    SOURCES[cls.kind] = cls
-    return cls
+    """Class decorator: register the source under its `kind`."""
+    return SOURCES.register(cls.kind, cls)
 
 
 def get_source(kind: str) -> type[Source]:
-    for module in _MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:  # the module exists but something it imports is missing
-                raise
-    if kind not in SOURCES:
-        raise KeyError(f"unknown source {kind!r}; known sources: {', '.join(sorted(SOURCES))}")
     return SOURCES[kind]
 
 
@@ -188,7 +180,7 @@ class SolverSource(BrowserSource):
         return task.solver is not None
 
     async def run(self, task: Task) -> Trajectory:
-        from solvers import get_solver
+        from synth.solver import get_solver
 
         if not task.solver:
             raise ValueError(f"task {task.task_id} ({task.template_id}) has no solver")

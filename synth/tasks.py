@@ -127,15 +127,14 @@ def template_files(path: Path | str) -> list[Path]:
 
 def load_templates(path: Path | str) -> list[tuple[str, Template]]:
     """(site, template) pairs from a file or folder, every name checked."""
-    from solvers import SOLVERS, load_all
     from synth.sites import SITES
+    from synth.solver import SOLVERS
 
-    load_all()
     out = []
     for file in template_files(path):
         spec = load_yaml(file, TemplateFile)
         if spec.site not in SITES:
-            raise ConfigError(f"{file}: site: unknown site {spec.site!r}; known sites: {', '.join(sorted(SITES))}")
+            raise ConfigError(f"{file}: site: {SITES.unknown(spec.site)}")
         seen: set[str] = set()
         for i, raw in enumerate(spec.templates):
             merged = {**spec.defaults, **raw}
@@ -154,9 +153,7 @@ def load_templates(path: Path | str) -> list[tuple[str, Template]]:
             except ValueError as e:
                 raise ConfigError(f"{where}: judge: {e}") from None
             if tpl.solver is not None and tpl.solver not in SOLVERS:
-                raise ConfigError(
-                    f"{where}: solver: unknown solver {tpl.solver!r}; known solvers: {', '.join(sorted(SOLVERS))}"
-                )
+                raise ConfigError(f"{where}: solver: {SOLVERS.unknown(tpl.solver)}")
             texts = {"intent": tpl.intent, "start_url": tpl.start_url}
             texts.update({f"slots.{k}": v for k, v in tpl.slots.items()})
             texts.update({f"judge.{k}": v for k, v in _strings(tpl.judge.params)})

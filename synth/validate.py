@@ -155,7 +155,7 @@ async def validate(
     on_episode: Callable[[], None] | None = None,
 ) -> list[PrototypeReport]:
     """Validate every prototype under `templates` (files or folders)."""
-    from solvers import get_solver
+    from synth.solver import get_solver
 
     paths = templates if isinstance(templates, list) else [templates]
     pairs: list[tuple[str, Template]] = [p for path in paths for p in load_templates(path)]

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Sized
 import ray
 
 from synth import staging
+from synth.plugins import Plugins
 from synth.episode import INFRASTRUCTURE_ERRORS, failed_trajectory, lost_to_infrastructure
 from synth.schema import Task, Trajectory
 
@@ -56,10 +57,11 @@ class SourceActor(_Worker):
 
     def __init__(
         self, kind: str, options: dict[str, Any], staging_dir: str, name: str, contexts: int,
-        replay_ahead: bool = False,
+        replay_ahead: bool = False, plugins: Plugins | None = None,
     ) -> None:
         from synth.sources import get_source
 
+        (plugins or Plugins()).load()  # the driver's `plugins:`, before any name is looked up
         super().__init__(contexts)
         self.source = get_source(kind)(**options)
         self.staging_dir, self.name = staging_dir, name
@@ -143,9 +145,10 @@ def replay_payload(t: Trajectory, task: dict[str, Any]) -> dict[str, Any]:
 class ReplayActor(_Worker):
     """One Replayer (one browser) verifying recorded trajectories."""
 
-    def __init__(self, options: dict[str, Any], contexts: int) -> None:
+    def __init__(self, options: dict[str, Any], contexts: int, plugins: Plugins | None = None) -> None:
         from synth.quality.replay import Replayer
 
+        (plugins or Plugins()).load()
         super().__init__(contexts)
         self.replayer = Replayer(**options)
 

@@ -319,8 +319,8 @@ async def _crash_every_attempt(tmp_path, monkeypatch, make_task):
     Ray), a task whose policy crashes its page on every attempt, then an
     ordinary task on the same actor. Returns both trajectories and the
     browser each crashing attempt ran on."""
-    import solvers
     from synth.config import SourceConfig
+    from synth.solver import SOLVERS
     from synth.workers import SourceActor
 
     browsers = []
@@ -333,7 +333,7 @@ async def _crash_every_attempt(tmp_path, monkeypatch, make_task):
             pass
         await env.click(obs.find("Submit", role="button"))
 
-    monkeypatch.setitem(solvers.SOLVERS, "test.crash-every-time", crash_every_time)
+    monkeypatch.setitem(SOLVERS, "test.crash-every-time", crash_every_time)
     actor = SourceActor.__ray_actor_class__("solver", {"config": SourceConfig(episode_retries=2)}, str(tmp_path), "t", 2)
     try:
         await actor._start(actor.source)  # as run_batch does first

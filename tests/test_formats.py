@@ -17,7 +17,7 @@ from datasets import Image as HFImage
 from datasets import load_dataset
 from pydantic import ValidationError
 
-from solvers import get_solver
+from synth.solver import get_solver
 from synth import staging
 from synth.actions import (
     COGAGENT_END,

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from bootstrap.mock_server import MockServer
-from solvers import get_solver
+from synth.solver import get_solver
 from synth import staging
 from synth.episode import run_episode
 from synth.quality.monologue import consistent

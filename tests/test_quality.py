@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from solvers import get_solver
+from synth.solver import get_solver
 from synth.episode import run_episode
 from synth.quality.consistency import ConsistencyCheck, check
 from synth.quality.dedup import Dedup, near_duplicate_groups, optimal_bands

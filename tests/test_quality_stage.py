@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import pytest_asyncio
 
-from solvers import get_solver
+from synth.solver import get_solver
 from synth import staging
 from synth.episode import run_episode
 from synth.schema import Trajectory, trajectory_id

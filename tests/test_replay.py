@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import pytest_asyncio
 
-from solvers import get_solver
+from synth.solver import get_solver
 from synth.config import QualityConfig
 from synth.env import BrowserConfig, BrowserEnv, PagePool
 from synth.episode import run_episode

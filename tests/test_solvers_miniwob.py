@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from solvers import get_solver
+from synth.solver import get_solver
 from synth.episode import run_episode
 from synth.env import BrowserEnv
 from synth.tasks import load_templates, instantiate

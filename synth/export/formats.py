@@ -87,6 +87,7 @@ from synth.actions import (
     to_aguvis,
     to_cogagent,
 )
+from synth.plugins import Registry
 from synth.schema import IMAGE, POINTER_ACTIONS, Action, Box, Element, Monologue
 
 # ---------------------------------------------------------------- prompts
@@ -436,14 +437,13 @@ class SFTFormat:
         return f"data/{self.config}/train-*.{self.extension}"
 
 
-FORMATS: dict[str, SFTFormat] = {}
+FORMATS: Registry[SFTFormat] = Registry("SFT format", "synth.formats")
+"""SFT views by name; a package adds one with `register(SFTFormat(...))` in a
+module it declares as a `synth.formats` entry point (see `synth.plugins`)."""
 
 
 def register(fmt: SFTFormat) -> SFTFormat:
-    if fmt.name in FORMATS:
-        raise ValueError(f"SFT format {fmt.name!r} is registered twice")
-    FORMATS[fmt.name] = fmt
-    return fmt
+    return FORMATS.register(fmt.name, fmt)
 
 
 def check_names(names: Iterable[str]) -> list[str]:
@@ -452,7 +452,7 @@ def check_names(names: Iterable[str]) -> list[str]:
     names = list(dict.fromkeys(names))
     unknown = [n for n in names if n not in FORMATS]
     if unknown:
-        raise ValueError(f"unknown SFT format(s) {', '.join(map(repr, unknown))}; known: {', '.join(FORMATS)}")
+        raise ValueError("; ".join(FORMATS.unknown(n) for n in unknown))
     return names
 
 

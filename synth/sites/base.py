@@ -4,17 +4,19 @@ A site prepares a page for a task and reports what it knows about the
 episode: `setup(page, task)` loads the start page and returns the goal (the
 instruction) and the part of the page to observe; `state(page, task)` returns
 the episode's state as JSON for `state_match` judges. Sites register by name in
-`SITES`; adding one is one module plus one `@register_site` line.
+`SITES` (`@register_site`); a package makes its site modules known through a
+`synth.sites` entry point (see `synth.plugins`), as synth does for its own.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from playwright.async_api import Page
 
+from synth.plugins import Registry
 from synth.schema import Box, Task
 
 
@@ -47,6 +49,10 @@ class Site(ABC):
     async def setup(self, page: Page, task: Task) -> Setup:
         """Open the task's start page in `page` and return its goal."""
 
+    async def teardown(self, page: Page) -> None:
+        """The episode on `page` has ended (judged): free what setup() took
+        for it. Called before its context closes."""
+
     async def state(self, page: Page, task: Task) -> dict[str, Any]:
         """The episode's state as JSON, for state_match judges."""
         raise NotImplementedError(f"site {self.name!r} has no state endpoint")
@@ -55,18 +61,14 @@ class Site(ABC):
         return f"{self.name}:{task.template_id} seed {task.seed}"
 
 
-SITES: dict[str, Callable[..., Site]] = {}
+SITES: Registry[type[Site]] = Registry("site", "synth.sites")
 
 
 def register_site(cls: type[Site]) -> type[Site]:
-    SITES[cls.name] = cls
-    return cls
+    """Class decorator: register the site under its `name`."""
+    return SITES.register(cls.name, cls)
 
 
 def get_site(name: str, **options: Any) -> Site:
-    # Import the bundled sites so their registrations run.
-    import synth.sites  # noqa: F401
-
-    if name not in SITES:
-        raise KeyError(f"unknown site {name!r}; known sites: {', '.join(sorted(SITES))}")
+    """A new instance of the site registered as `name`."""
     return SITES[name](**options)
