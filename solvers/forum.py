@@ -9,7 +9,7 @@ every step is recorded. Answers are read off the page. They are checked by
 from __future__ import annotations
 
 from synth.solver import register_solver
-from solvers.shop import fill, parse, search
+from synth.toolkit import fill, parse, search
 from synth.env import BrowserEnv
 from synth.schema import Observation
 

@@ -9,58 +9,13 @@ off the page, never from the task's expected values. They are checked by
 
 from __future__ import annotations
 
-import re
-
 from synth.solver import register_solver
+from synth.toolkit import after, click_through_pages, fill, parse, search
 from synth.env import BrowserEnv
-from synth.schema import Element, Observation
+from synth.schema import Observation
 
 SIZE = r"\S+(?: (?:GB|TB|L|mm|in))?"
 """An option value as the shop writes it: "XL", "10", "512 GB", "42 mm", "55 in"."""
-
-
-def parse(pattern: str, instruction: str) -> re.Match[str]:
-    """Match the whole instruction against `pattern`, or say clearly that it does not."""
-    m = re.fullmatch(pattern, " ".join(instruction.split()), flags=re.S)
-    if m is None:
-        raise ValueError(f"instruction {instruction!r} does not match {pattern!r}")
-    return m
-
-
-def after(obs: Observation, anchor: Element, **criteria) -> Element:
-    """The first element after `anchor` in document order matching `criteria`."""
-    start = obs.elements.index(anchor)
-    later = [e for e in obs.find_all(**criteria) if obs.elements.index(e) > start]
-    if not later:
-        raise LookupError(f"no element matches {criteria} after [{anchor.id}] {anchor.name!r}")
-    return later[0]
-
-
-async def fill(env: BrowserEnv, field: Element, text: str) -> Observation:
-    """Click into a field and type, replacing what it held (select all first),
-    as a person would."""
-    await env.click(field)
-    if field.value:
-        await env.press("Control+A")
-    return await env.type(text)
-
-
-async def search(env: BrowserEnv, obs: Observation, text: str) -> Observation:
-    """Type into the header's search box and press Enter."""
-    await fill(env, obs.find(role="searchbox"), text)
-    return await env.press("Enter")
-
-
-async def click_through_pages(env: BrowserEnv, obs: Observation, text: str, **criteria) -> Observation:
-    """Click the link named `text`, following "Next" pages until it shows."""
-    while True:
-        found = obs.find_all(text, role="link", **criteria)
-        if found:
-            return await env.click(found[0])
-        nxt = obs.find_all("Next", role="link")
-        if not nxt:
-            raise LookupError(f"no link {text!r} on any page of the results")
-        obs = await env.click(nxt[0])
 
 
 async def open_product(env: BrowserEnv, obs: Observation, name: str) -> Observation:

@@ -1,0 +1,1 @@
+"""mybooks: an example synth plugin (see examples/plugin/README.md)."""
