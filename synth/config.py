@@ -224,10 +224,18 @@ class HumanSourceConfig(BaseModel):
 
 
 class SourcesConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The bundled sources' sections, and one per plugin source (a
+    `synth.sources` entry point) under its kind, checked against that
+    source's `config_model` when the pipeline is prepared."""
+
+    model_config = ConfigDict(extra="allow")
     solver: SolverSourceConfig = Field(default_factory=SolverSourceConfig)
     bootstrap: BootstrapSourceConfig = Field(default_factory=BootstrapSourceConfig)
     human: HumanSourceConfig = Field(default_factory=HumanSourceConfig)
+
+    def plugin_sections(self) -> dict[str, Any]:
+        """The sections of plugin sources, as written."""
+        return dict(self.model_extra or {})
 
 
 class TaskSelection(BaseModel):

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import ray
 
 from synth import staging, storage
-from synth.config import ConfigError, PipelineConfig, SourceConfig, load_pipeline
+from synth.config import ConfigError, PipelineConfig, SourceConfig, format_validation_error, load_pipeline
 from synth.faults import crash_point
 from synth.plugins import PluginError, Plugins
 from synth.export.card import card, manifest
@@ -202,8 +202,9 @@ def prepare(config_path: Path | str, limit: int | None = None) -> Plan:
     tasks = plan(config, config_path.parent.resolve(), limit)
     tasks.check()
     jobs, skipped = [], {}
-    for kind in ACTOR_SOURCES:
-        source_config = getattr(config.sources, kind)
+    sections = {kind: getattr(config.sources, kind) for kind in ACTOR_SOURCES}
+    sections.update(_plugin_sources(config, config_path))
+    for kind, source_config in sections.items():
         if not source_config.enabled:
             continue
         try:
@@ -217,6 +218,25 @@ def prepare(config_path: Path | str, limit: int | None = None) -> Plan:
             continue
         jobs.append(Job(kind, source_config, tasks.where(lambda t: cls.selects(t, source_config))))
     return Plan(config_path, config, tasks, jobs, skipped, plugins)
+
+
+def _plugin_sources(config: PipelineConfig, config_path: Path) -> dict[str, SourceConfig]:
+    """`sources.<kind>` sections of plugin sources, each checked against its
+    source's config model; an unknown kind says where sources come from."""
+    from pydantic import ValidationError
+
+    from synth.sources import SOURCES
+
+    out = {}
+    for kind, raw in config.sources.plugin_sections().items():
+        if kind not in SOURCES:
+            raise ConfigError(f"{config_path}: sources.{kind}: {SOURCES.unknown(kind)}")
+        try:
+            out[kind] = SOURCES[kind].config_model.model_validate(raw or {})
+        except ValidationError as e:
+            raise ConfigError(format_validation_error(config_path, e, None).replace(
+                f"{config_path}: ", f"{config_path}: sources.{kind}.")) from None
+    return out
 
 
 def execute(

@@ -34,6 +34,9 @@ class SourceExhausted(Exception):
 
 class Source(ABC):
     kind: ClassVar[str]
+    config_model: ClassVar[type[SourceConfig]] = SourceConfig
+    """The pipeline section `sources.<kind>` of a plugin source is checked
+    against this (a SourceConfig subclass with the source's own fields)."""
 
     @classmethod
     def selects(cls, task: Task, config: SourceConfig) -> bool:
