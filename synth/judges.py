@@ -2,10 +2,29 @@
 
 A judge runs at episode end, while the page is still open, and returns a
 Verdict. It is an async function `judge(ctx, **params)`; the parameters are the
-judge spec's fields in the template (expected values), checked against the
-function's signature when templates load, so a typo fails before anything runs.
+judge spec's fields in the template (expected values):
 
     judge: {type: string_match, expected: "42", mode: normalised}
+
+Parameters are typed and checked. Each judge's parameters are checked against
+its signature and its type hints (pydantic: one TypeAdapter per parameter,
+built from `inspect.signature` and the annotations): an unknown or missing
+name, or a value of the wrong type, is an error that names the field
+(`check_spec`). Templates check a judge when they load, for the fields written
+literally, and again for every instantiated task, for the fields rendered from
+slots (`"{{ product.id }}"` alone keeps the slot's type: an int stays an int);
+`run_judge` checks once more, so a judge given a wrong type returns a failed
+verdict saying why instead of crashing at episode end. A plugin's judge gets
+the same checking from its own annotations; an unannotated parameter takes
+anything.
+
+Conversions: pydantic's lax mode (an int where a float is expected, "2" where
+an int is), plus one of synth's: an **int (not a bool) where a string is
+expected becomes its decimal text** (42 -> "42"). That one is lossless, and
+it is what a template means by `expected: "{{ product.id }}"`. A float or a
+bool where a string is expected is refused: their text is not what a template
+means (19.9 is "$19.90" on the page, True is "yes" or "true"): format them in
+the template (`"{{ product.price | money }}"`, `"{{ flag | string }}"`).
 
 A package adds judges with `@register_judge("name")` in a module it declares
 as a `synth.judges` entry point (see `synth.plugins`).
@@ -13,14 +32,20 @@ as a `synth.judges` entry point (see `synth.plugins`).
 
 from __future__ import annotations
 
+import collections.abc
+import functools
 import inspect
+import json
 import re
+import types
+import typing
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Literal
+from typing import Annotated, Any, Awaitable, Callable, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from playwright.async_api import Page
+from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from synth.plugins import Registry
 from synth.schema import JudgeSpec, Task, Verdict
@@ -48,31 +73,227 @@ def register_judge(name: str) -> Callable[[JudgeFn], JudgeFn]:
     return JUDGES.decorator(name)
 
 
-def check_spec(spec: JudgeSpec) -> None:
-    """Raise ValueError if the judge is unknown or its parameters do not fit."""
+class JudgeParamError(ValueError):
+    """A judge parameter of the wrong type. `field` is its place in the judge
+    spec (`expected`, `query.page`, `judges[1].expected`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Param:
+    annotation: Any
+    adapter: TypeAdapter
+
+
+def _int_as_text(value: Any) -> Any:
+    return str(value) if type(value) is int else value
+
+
+_TEXT = Annotated[str, BeforeValidator(_int_as_text)]
+
+
+def _lenient(tp: Any) -> Any:
+    """`tp` with every `str` in it taking an int as its text (see the module doc)."""
+    if tp is str:
+        return _TEXT
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if not args or origin is Literal:
+        return tp
+    if origin is Annotated:
+        return Annotated[(_lenient(args[0]), *tp.__metadata__)]
+    new = tuple(_lenient(a) for a in args)
+    if new == args:
+        return tp
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[new]
+    try:
+        return origin[new if len(new) > 1 else new[0]]
+    except TypeError:
+        return tp
+
+
+def _resolve(fn: JudgeFn, name: str, annotation: Any) -> Any:
+    """One parameter's type hint (a string under `from __future__ import
+    annotations` is evaluated in the judge's module, parameter by parameter,
+    so a context annotated with a TYPE_CHECKING-only import does not matter)."""
+    if annotation is inspect.Parameter.empty:
+        return Any
+    if not isinstance(annotation, str):
+        return annotation
+    holder = types.SimpleNamespace(__annotations__={name: annotation})
+    try:
+        return typing.get_type_hints(holder, globalns=getattr(fn, "__globals__", {}), include_extras=True)[name]
+    except Exception as e:  # noqa: BLE001 - any failure to resolve is the plugin's to fix
+        raise TypeError(
+            f"judge {getattr(fn, '__qualname__', fn)}: parameter {name}: its type hint {annotation!r} "
+            f"cannot be resolved ({type(e).__name__}: {e})"
+        ) from None
+
+
+@functools.lru_cache(maxsize=None)
+def judge_params(fn: JudgeFn) -> dict[str, _Param]:
+    """The parameters a judge takes (all but the context), each with its type
+    hint and the pydantic TypeAdapter that checks it."""
+    out = {}
+    for name, p in list(inspect.signature(fn).parameters.items())[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        tp = _resolve(fn, name, p.annotation)
+        out[name] = _Param(tp, TypeAdapter(_lenient(tp)))
+    return out
+
+
+def check_spec(
+    spec: JudgeSpec,
+    sources: dict[str, Any] | None = None,
+    pending: Callable[[Any], bool] | None = None,
+) -> JudgeSpec:
+    """The spec with its parameters checked (and converted, see the module
+    doc); ValueError if the judge is unknown or a name is missing or unknown,
+    JudgeParamError (a ValueError) naming the field if a value's type is wrong.
+
+    `pending(value)`: parameters it is true of are left unchecked (a template
+    field still to be rendered from slots). `sources`: the parameters as the
+    template wrote them, quoted in errors ("from '{{ product.id }}'")."""
     if spec.type not in JUDGES:
         raise ValueError(JUDGES.unknown(spec.type))
-    sig = inspect.signature(JUDGES[spec.type])
-    accepted = [p for p in list(sig.parameters)[1:]]
-    unknown = sorted(set(spec.params) - set(accepted))
-    if unknown:
+    fn = JUDGES[spec.type]
+    params = judge_params(fn)
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+    unknown = sorted(set(spec.params) - set(params))
+    if unknown and not takes_any:
         raise ValueError(
             f"judge {spec.type!r} has no parameter {', '.join(map(repr, unknown))}; "
-            f"it takes: {', '.join(accepted) or 'nothing'}"
+            f"it takes: {', '.join(params) or 'nothing'}"
         )
     missing = [
-        n
-        for n, p in list(sig.parameters.items())[1:]
-        if p.default is inspect.Parameter.empty and n not in spec.params
+        n for n, p in list(inspect.signature(fn).parameters.items())[1:]
+        if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and n not in spec.params
     ]
     if missing:
         raise ValueError(f"judge {spec.type!r} needs {', '.join(missing)}")
-    if spec.type == "all_of":
-        for sub in spec.params.get("judges", []):
-            check_spec(JudgeSpec.model_validate(sub))
+    sources = sources or {}
+    checked = dict(spec.params)
+    for name, value in spec.params.items():
+        if name not in params or (pending is not None and pending(value)):
+            continue
+        try:
+            checked[name] = params[name].adapter.validate_python(value)
+        except ValidationError as e:
+            raise _param_error(spec.type, name, params[name].annotation, value, sources.get(name), e) from None
+    if spec.type == "all_of" and isinstance(checked.get("judges"), list):
+        # each inner judge is checked as its own spec, also when the list as
+        # a whole waits for slots (its literal fields are checked now)
+        raw = sources.get("judges") if isinstance(sources.get("judges"), list) else []
+        subs = []
+        for i, sub in enumerate(checked["judges"]):
+            if not isinstance(sub, dict):
+                subs.append(sub)
+                continue
+            source = raw[i] if i < len(raw) and isinstance(raw[i], dict) else None
+            try:
+                if "type" not in sub:
+                    raise ValueError("a judge needs a type")
+                subs.append(check_spec(JudgeSpec.model_validate(sub), source, pending).model_dump())
+            except JudgeParamError as e:
+                raise JudgeParamError(f"judges[{i}].{e.field}", e.message) from None
+            except ValueError as e:
+                raise ValueError(f"judges[{i}]: {e}") from None
+        checked["judges"] = subs
+    return JudgeSpec.model_validate({"type": spec.type, **checked})
+
+
+def _param_error(judge: str, name: str, annotation: Any, value: Any, source: Any, e: ValidationError) -> JudgeParamError:
+    """The error of one parameter: the innermost wrong value (pydantic's
+    deepest error; a union reports one per member), its type, and where the
+    template wrote it."""
+    best: tuple[list[str | int], Any, Any] = ([], value, source)
+    for err in e.errors():
+        path, leaf, src = [], value, source
+        for token in err["loc"]:
+            if isinstance(leaf, dict) and token in leaf:
+                leaf = leaf[token]
+                src = src.get(token) if isinstance(src, dict) else src
+            elif isinstance(leaf, list) and isinstance(token, int) and -len(leaf) <= token < len(leaf):
+                leaf = leaf[token]
+                src = src[token] if isinstance(src, list) and -len(src) <= token < len(src) else src
+            else:
+                continue  # a union member's tag
+            path.append(token)
+        if len(path) > len(best[0]):
+            best = (path, leaf, src)
+    path, leaf, src = best
+    field = name + "".join(f"[{t}]" if isinstance(t, int) else f".{t}" for t in path)
+    shown = repr(leaf)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    what = "null" if leaf is None else type(leaf).__name__
+    message = f"{judge} expects {describe_type(annotation)}" + (f" for {name}" if path else "")
+    message += f", got {what} {shown}" if leaf is not None else ", got null"
+    if isinstance(src, str) and "{" in src:
+        message += f" from {json.dumps(src, ensure_ascii=False)}"
+    if type(leaf) in (float, bool) and _mentions_str(annotation):
+        message += " (format it as text in the template, e.g. with `| money` or `| string`)"
+    return JudgeParamError(field, message)
+
+
+def _mentions_str(tp: Any) -> bool:
+    return tp is str or any(_mentions_str(a) for a in typing.get_args(tp))
+
+
+_NAMES = {
+    str: ("a string", "strings"),
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+    bool: ("a boolean", "booleans"),
+    type(None): ("null", "nulls"),
+}
+
+
+def describe_type(tp: Any, plural: bool = False) -> str:
+    """A type hint in words: `str | list[str]` -> "a string or a list of strings"."""
+    if tp is Any:
+        return "anything"
+    if tp in _NAMES:
+        return _NAMES[tp][plural]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        return describe_type(args[0], plural)
+    if origin is Literal:
+        return ("one of " if len(args) > 1 else "") + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        some = [describe_type(a, plural) for a in args if a is not type(None)]
+        text = " or ".join(some)
+        return text + (", or null" if len(some) < len(args) else "")
+    if origin in (list, tuple, set, frozenset, collections.abc.Sequence) and args:
+        inner = _grouped(describe_type(args[0], True))
+        return f"lists of {inner}" if plural else f"a list of {inner}"
+    if origin in (dict, collections.abc.Mapping) and len(args) == 2:
+        inner = f"from {_grouped(describe_type(args[0], True))} to {_grouped(describe_type(args[1], True))}"
+        return f"mappings {inner}" if plural else f"a mapping {inner}"
+    if origin in (dict, collections.abc.Mapping) or tp is dict:
+        return "mappings" if plural else "a mapping"
+    if origin in (list, tuple) or tp in (list, tuple):
+        return "lists" if plural else "a list"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _grouped(text: str) -> str:
+    return f"({text})" if " or " in text else text
 
 
 async def run_judge(spec: JudgeSpec, ctx: JudgeContext) -> Verdict:
+    """Run the judge on the ended episode. Its parameters are checked first:
+    a spec that does not fit its judge is a failed verdict saying why, never
+    an exception at episode end."""
+    try:
+        spec = check_spec(spec)
+    except (ValueError, TypeError) as e:
+        return Verdict(passed=False, score=0.0, reason=f"judge {spec.type}: bad parameters: {e}")
     return await JUDGES[spec.type](ctx, **spec.params)
 
 

@@ -34,9 +34,15 @@ A slot is the picked row as a mapping, or its value when the query returns one
 column. A later slot's SQL may use earlier slots (`WHERE id = {{ product.id }}`;
 `{{ text | sql }}` quotes a string). A judge field that is exactly one
 `{{ expression }}` keeps its type (numbers, lists, mappings); any other string
-is rendered as text. Seeds 0..n-1 of the first slot pick n distinct rows (in an
-order hashed from the template id, so neighbouring rows do not cluster); later
-slots vary with the seed too, so combinations stay distinct.
+is rendered as text. Judge fields are checked against the judge's type hints
+(`synth.judges`): the literal ones when the file loads, the rendered ones for
+every task, so `expected: "{{ product.price }}"` for `string_match` (a float
+where text is expected) is a ConfigError naming the file, template, field and
+seed, not a judge that fails every episode.
+
+Seeds 0..n-1 of the first slot pick n distinct rows (in an order hashed from
+the template id, so neighbouring rows do not cluster); later slots vary with
+the seed too, so combinations stay distinct.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ import jinja2
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from synth.config import ConfigError, format_validation_error, load_yaml
-from synth.judges import check_spec
+from synth.judges import JudgeParamError, check_spec
 from synth.schema import JudgeSpec, Task, stable_id
 
 
@@ -148,10 +154,9 @@ def load_templates(path: Path | str) -> list[tuple[str, Template]]:
             if tpl.id in seen:
                 raise ConfigError(f"{where}: id: duplicate template id {tpl.id!r}")
             seen.add(tpl.id)
-            try:
-                check_spec(tpl.judge)
-            except ValueError as e:
-                raise ConfigError(f"{where}: judge: {e}") from None
+            # the fields written literally are checked (and converted) now,
+            # those rendered from slots for every task (`instantiate_seed`)
+            tpl.judge = _checked_judge(tpl.judge, where, pending=_templated)
             if tpl.solver is not None and tpl.solver not in SOLVERS:
                 raise ConfigError(f"{where}: solver: {SOLVERS.unknown(tpl.solver)}")
             texts = {"intent": tpl.intent, "start_url": tpl.start_url}
@@ -193,7 +198,8 @@ def instantiate_seed(site: str, tpl: Template, seed: int) -> Task:
     judge = tpl.judge
     if slots or any("{" in v for _, v in _strings(judge.params)):
         params = _render_value(judge.params, context, where, "judge")
-        judge = JudgeSpec.model_validate({"type": judge.type, **params})
+        rendered = JudgeSpec.model_validate({"type": judge.type, **params})
+        judge = _checked_judge(rendered, where, sources=judge.params, seed=seed)
     # Without slots the id is what it always was (MiniWoB++ task ids stay put).
     key = (tpl.params, slots, seed) if slots else (tpl.params, seed)
     return Task(
@@ -209,6 +215,31 @@ def instantiate_seed(site: str, tpl: Template, seed: int) -> Task:
         max_steps=tpl.max_steps,
         difficulty=tpl.difficulty,
     )
+
+
+def _templated(value: Any) -> bool:
+    """Whether a judge field is still a template (rendered per task)."""
+    return any("{{" in text or "{%" in text for _, text in _strings(value))
+
+
+def _checked_judge(
+    spec: JudgeSpec,
+    where: str,
+    sources: dict[str, Any] | None = None,
+    pending: Callable[[Any], bool] | None = None,
+    seed: int | None = None,
+) -> JudgeSpec:
+    """The judge spec checked against its judge's signature and type hints
+    (`synth.judges.check_spec`), or a ConfigError naming the place and the
+    field: `x.yaml: templates[2] (product-price): judge.expected: ...`, and
+    the seed whose slot values gave the wrong type."""
+    at = f" (seed {seed})" if seed is not None else ""
+    try:
+        return check_spec(spec, sources=sources, pending=pending)
+    except JudgeParamError as e:
+        raise ConfigError(f"{where}: judge.{e.field}: {e.message}{at}") from None
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: judge: {e}{at}") from None
 
 
 # ---------------------------------------------------------------- slots
