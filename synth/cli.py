@@ -20,6 +20,8 @@ from synth.config import ConfigError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 tasks_app = typer.Typer(no_args_is_help=True, help="Inspect task templates and their instances.")
 app.add_typer(tasks_app, name="tasks")
+sites_app = typer.Typer(no_args_is_help=True, help="The sites synth knows, and what a solver sees on them.")
+app.add_typer(sites_app, name="sites")
 from annotation_ui.cli import annotate_app  # noqa: E402 - registered next to the other sub-apps
 app.add_typer(annotate_app, name="annotate")
 # Piped output (CI logs, `| less`) is not cut to rich's 80-column default.
@@ -426,3 +428,39 @@ def tasks_validate(
 
 if __name__ == "__main__":
     app()
+
+
+@sites_app.command("list")
+def sites_list(plugin: Optional[list[str]] = PLUGIN_OPTION) -> None:
+    """Every registered site, with where it comes from."""
+    from synth.sites import SITES
+    from synth.sites.app import AppSite
+
+    _plugins(plugin)
+    table = Table("site", "kind", "defined in")
+    for name in SITES:
+        cls = SITES[name]
+        kind = "application (YAML)" if issubclass(cls, AppSite) else "Python class"
+        where = str(getattr(cls, "here", "")) if issubclass(cls, AppSite) else cls.__module__
+        table.add_row(name, kind, where)
+    out.print(table)
+
+
+@sites_app.command("snapshot")
+def sites_snapshot(
+    site: str = typer.Argument(..., help="a site name, e.g. shop, miniwob, trac"),
+    target: str = typer.Argument(..., help="a path or URL on the site, a template id, or a MiniWoB++ task name"),
+    seed: int = typer.Option(0, help="the seed of a template's or MiniWoB++ task's instance"),
+    compare: bool = typer.Option(False, "--compare", help="also show Chromium's role and name where they differ"),
+    templates: Optional[Path] = typer.Option(None, help="where to find the template id (default templates/tasks)"),
+    plugin: Optional[list[str]] = PLUGIN_OPTION,
+) -> None:
+    """Print the snapshot a solver sees on a page: element ids, roles, names
+    and boxes, indented as the page nests them."""
+    from synth.probe import print_snapshot_sync
+
+    _plugins(plugin)
+    try:
+        print_snapshot_sync(site, target, seed=seed, compare=compare, templates=templates)
+    except (KeyError, ValueError, ConfigError) as e:
+        fail(str(e))
