@@ -596,13 +596,21 @@ def build(dest: Path, seed: int = 0, n_tickets: int = 120) -> Path:
 
 # ---------------------------------------------------------------- serving and reset
 
+# tracd with the request parser Trac 1.6 picks on Python < 3.13. Trac tries `import
+# multipart` (defnull's `multipart`) and falls back to the stdlib `cgi` module; in
+# synth's venv `multipart` is python-multipart's compatibility shim (a synth
+# dependency), which lacks `parse_options_header`, so every POST fails ("Response
+# not started" / AttributeError in trac.log). Blocking the name makes Trac use `cgi`.
+TRACD = "import sys; sys.modules['multipart'] = None; from trac.web.standalone import main; main()"
+
+
 def tracd_command(env: Path, port: int, host: str = "127.0.0.1") -> list[str]:
     """The tracd command line: one environment at /, HTTP basic auth on /login only
     (tracd's AuthenticationMiddleware challenges just that path; the login then sets
     the `trac_auth` cookie). `*` applies the password file to any env name."""
     env = Path(env).resolve()
-    return [str(Path(sys.executable).with_name("tracd")), "--single-env", "--hostname", host,
-            "--port", str(port), "--basic-auth", f"*,{env / 'conf' / 'htpasswd'},{REALM}", str(env)]
+    return [sys.executable, "-c", TRACD, "--single-env", "--hostname", host, "--port", str(port),
+            "--basic-auth", f"*,{env / 'conf' / 'htpasswd'},{REALM}", str(env)]
 
 
 class Resetter:
@@ -628,10 +636,14 @@ class Resetter:
     def reset(self) -> None:
         live = sqlite3.connect(self.db_path, timeout=10)
         try:
+            live.execute("PRAGMA synchronous=OFF")     # no fsync: 3-4x faster; a reset need
+                                                       # not survive a power cut, only be atomic
             (top,) = live.execute("SELECT COALESCE(MAX(generation), 0) FROM cache").fetchone()
             with self.pristine:
                 self.pristine.execute("UPDATE cache SET generation=?", (top + 1,))
-            self.pristine.backup(live)                 # pages=-1: all pages in one locked step
+            # pages=-1: all pages in one step under SQLite's lock; if tracd holds the
+            # database, retry every 5 ms (Python's default is 250 ms)
+            self.pristine.backup(live, sleep=0.005)
         finally:
             live.close()
         if self.files.exists():                        # attachments added during the episode
