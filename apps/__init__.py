@@ -1,0 +1,1 @@
+"""Real third-party web applications brought in as synth sites (one folder each)."""

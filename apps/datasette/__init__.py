@@ -1,0 +1,1 @@
+"""Datasette (https://datasette.io) serving Port Alder's open data on restaurant inspections."""
