@@ -79,6 +79,10 @@ class Reset(_Strict):
     sqlite: list[str] = Field(default_factory=list, description="SQLite files under {data}, restored in place from the pristine copy")
     folders: list[str] = Field(default_factory=list, description="folders under {data}, replaced by their pristine copy")
     sql: list[str] = Field(default_factory=list, description="statements run on the first sqlite file after the restore")
+    hook: str | None = Field(
+        None, description="`module:function` called as function(data, pristine) (two Paths) after the restore, in "
+        "the worker process: for what an app needs beyond files (e.g. invalidating its caches)",
+    )
     command: Command | None = Field(None, description="run after the restore")
     url: str | None = Field(None, description="a path POSTed to after the restore")
 
@@ -168,6 +172,8 @@ class Instance:
         if self.data is not None:
             pristine = await asyncio.to_thread(self.site.pristine, content_seed)
             await asyncio.to_thread(_restore, pristine, self.data, cfg)
+            if cfg.hook is not None:
+                await asyncio.to_thread(self.site.hook(cfg.hook), self.data, pristine)
         if cfg.command is not None:
             await _run(_fill(cfg.command, data=self.data, port=self.port, here=self.site.here, seed=content_seed),
                        f"{self.site.name}: reset command")
@@ -246,6 +252,17 @@ class AppSite(Site):
         self._changed = asyncio.Condition()
 
     # ---------------------------------------------------------------- pristine data
+
+    @classmethod
+    def hook(cls, spec: str) -> Any:
+        """The function a `module:function` names, importable from `workdir`."""
+        module, _, name = spec.partition(":")
+        if str(cls.workdir()) not in sys.path:
+            sys.path.insert(0, str(cls.workdir()))
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as e:
+            raise RuntimeError(f"{cls.config.name}: reset.hook {spec!r}: {e}") from None
 
     @classmethod
     def workdir(cls) -> Path:
