@@ -132,10 +132,15 @@ class RaySession:
                     ray.init(address="local", num_cpus=self.config.ray.num_cpus, include_dashboard=False,
                              log_to_driver=True)
                     break
-                except Exception:  # noqa: BLE001 - Ray raises a bare Exception when its node times out starting
+                except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception when its node times out starting
                     ray.shutdown()
                     if attempt == 2:
-                        raise
+                        raise PipelineError(
+                            f"a local Ray did not start in 3 attempts ({str(e).strip().splitlines()[0]}); nothing "
+                            f"was recorded. Its processes time out when the machine is overloaded (load average "
+                            f"{os.getloadavg()[0]:.0f} on {os.cpu_count()} cores now): run again when it is "
+                            f"quieter, or join a running cluster with --address"
+                        ) from e
                     time.sleep(3)
         self.started = True
 
