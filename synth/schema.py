@@ -72,6 +72,12 @@ class Element(BaseModel):
     tag: str
     role: str
     name: str = ""
+    name_from: str = ""
+    """Where `name` comes from: "accname" (the accessible name, as the browser
+    computes it), "nearby-label" (synth's own: an unlabelled field named after
+    the <label> just before it, which labels no other control; the browser
+    names it nothing), "text" (a text element's visible text, where the browser
+    names none); "" when there is no name, or in data recorded before this field."""
     value: str | None = None
     checked: bool | None = None
     focused: bool = False
@@ -345,6 +351,7 @@ ELEMENT = pa.struct(
         ("box", BOX),
         ("in_view", pa.bool_()),
         ("selector", pa.string()),
+        ("name_from", pa.string()),
     ]
 )
 ACTION = pa.struct(
