@@ -245,7 +245,7 @@ async def enter_password(env: BrowserEnv, obs: Observation) -> None:
 async def enter_date(env: BrowserEnv, obs: Observation) -> None:
     """enter-date: type the date (mm/dd/yyyy) into the date field, then Submit."""
     date = parse(r"Enter (\d\d/\d\d/\d{4}) as the date and hit submit\.", env.instruction)[1]
-    field = obs.find(role="textbox").box
+    field = obs.find(role="date").box
     # Click the month part (the field's left end), so typing fills month, day, year in turn.
     await env.click(obs.normalise(field.x + 12, field.y + field.height / 2))
     await env.type(date)

@@ -6,6 +6,7 @@
 (() => {
   if (window.__synth) return;
   const pending = watchPendingWork();
+  const clickListeners = watchClickListeners();
   const ids = new WeakMap();
   const nodes = new Map();
   let next = 1;
@@ -15,22 +16,6 @@
     "SVG", "CANVAS", "VIDEO", "IFRAME", "OPTION",
   ]);
   const HEADINGS = new Set(["H1", "H2", "H3", "H4", "H5", "H6"]);
-  const TAG_ROLES = {
-    BUTTON: "button", SELECT: "combobox", TEXTAREA: "textbox", OPTION: "option",
-    IMG: "img", SVG: "img", UL: "list", OL: "list", LI: "listitem", TABLE: "table",
-    TR: "row", TD: "cell", TH: "columnheader", LABEL: "label", NAV: "navigation",
-    FORM: "form", P: "paragraph", SUMMARY: "button", DIALOG: "dialog", CANVAS: "canvas",
-    MAIN: "main", HEADER: "banner", FOOTER: "contentinfo", ASIDE: "complementary",
-  };
-  const INPUT_ROLES = {
-    checkbox: "checkbox", radio: "radio", submit: "button", button: "button",
-    reset: "button", image: "button", range: "slider", search: "searchbox",
-    number: "spinbutton",
-  };
-  const FULL_TEXT_ROLES = new Set([
-    "link", "button", "option", "heading", "label", "listitem", "cell",
-    "columnheader", "tab", "menuitem", "treeitem",
-  ]);
 
   const clean = (s, n = 120) => (s || "").replace(/\s+/g, " ").trim().slice(0, n);
 
@@ -44,15 +29,221 @@
     return id;
   }
 
+  // ------------------------------------------------------------ roles and names
+  // Roles and accessible names as Chromium computes them for its accessibility
+  // tree (HTML-AAM and accname 1.2, with Chromium's own choices where the specs
+  // leave room), so that an element of the snapshot reads as it does to a
+  // screen reader and in a CDP accessibility tree. bench/snapshot.py measures
+  // the agreement, element by element, on every bundled site. Roles use ARIA's
+  // names; where Chromium has its own (image, LabelText, DisclosureTriangle,
+  // InputTime, ...) synth says img, label, button, time, ... (probe.py's
+  // CHROMIUM_ROLES maps one to the other).
+
+  const ARIA_ROLES = new Set((
+    "alert alertdialog application article banner blockquote button caption cell checkbox code columnheader " +
+    "combobox comment complementary contentinfo definition deletion dialog directory document emphasis feed " +
+    "figure form generic grid gridcell group heading image img insertion link list listbox listitem log main " +
+    "mark marquee math menu menubar menuitem menuitemcheckbox menuitemradio meter navigation none note option " +
+    "paragraph presentation progressbar radio radiogroup region row rowgroup rowheader scrollbar search " +
+    "searchbox separator slider spinbutton status strong subscript suggestion superscript switch tab table " +
+    "tablist tabpanel term textbox time timer toolbar tooltip tree treegrid treeitem").split(" "));
+  // ARIA attributes that keep an element's role when it says role="none"
+  const GLOBAL_ARIA = ["aria-label", "aria-labelledby", "aria-describedby", "aria-details", "aria-live",
+    "aria-controls", "aria-owns", "aria-flowto", "aria-haspopup", "aria-keyshortcuts", "aria-roledescription",
+    "aria-errormessage", "aria-invalid", "aria-busy", "aria-atomic", "aria-relevant", "aria-current",
+    "aria-disabled", "aria-dropeffect", "aria-grabbed"];
+  // roles that exist only inside one of these (else Chromium exposes a generic)
+  const CONTEXT = { option: ["listbox", "group", "combobox"], treeitem: ["tree", "group"],
+                    listitem: ["list", "group", "directory"] };
+  const INPUT_ROLES = {
+    checkbox: "checkbox", radio: "radio", submit: "button", button: "button", reset: "button",
+    image: "button", file: "button", range: "slider", search: "searchbox", number: "spinbutton",
+    date: "date", month: "datetime", week: "datetime", "datetime-local": "datetime", time: "time",
+    color: "color", hidden: "none",
+  };
+  const TAG_ROLES = {
+    BUTTON: "button", TEXTAREA: "textbox", OPTION: "option", UL: "list", OL: "list", MENU: "list",
+    LI: "listitem", TABLE: "table", TR: "row", TD: "cell", THEAD: "rowgroup", TBODY: "rowgroup",
+    TFOOT: "rowgroup", LABEL: "label", NAV: "navigation", FORM: "form", P: "paragraph", DIALOG: "dialog",
+    CANVAS: "canvas", MAIN: "main", ARTICLE: "article", DETAILS: "group", FIELDSET: "group", HR: "separator",
+    PROGRESS: "progressbar", METER: "meter", OUTPUT: "status", DT: "term", DD: "definition", IFRAME: "iframe",
+    VIDEO: "video", AUDIO: "audio", SEARCH: "search", OPTGROUP: "group", FIGURE: "figure",
+    BLOCKQUOTE: "blockquote", CAPTION: "caption", ADDRESS: "group",
+  };
+  // Chromium names these from their content (and a labelled control, a
+  // heading, ... from its label, aria-label, title first)
+  const NAME_FROM_CONTENT = new Set([
+    "button", "cell", "checkbox", "columnheader", "rowheader", "gridcell", "heading", "link", "menuitem",
+    "menuitemcheckbox", "menuitemradio", "option", "radio", "switch", "tab", "treeitem", "tooltip", "term",
+    "comment", "caption",
+  ]);
+  // containers whose content never counts towards an ancestor's name
+  const NO_CONTENT_IN_NAME = new Set([
+    "navigation", "main", "banner", "contentinfo", "complementary", "region", "search", "form", "dialog",
+    "alertdialog", "application", "document", "feed", "log", "marquee", "timer", "toolbar", "tablist",
+    "tabpanel", "tree", "treegrid", "grid", "menu", "menubar", "listbox", "radiogroup", "article", "note",
+    "math", "img", "iframe", "video", "audio", "canvas", "meter", "progressbar", "scrollbar", "separator",
+    "figure", "status", "alert",
+  ]);
+  // roles ARIA names from aria-label alone (no title)
+  const NAME_PROHIBITED = new Set(["generic", "text", "none", "paragraph", "code", "deletion", "emphasis",
+    "insertion", "strong", "subscript", "superscript", "caption", "mark", "time"]);
+  const TEXT_CONTROL = new Set(["textbox", "searchbox", "combobox", "listbox", "slider", "spinbutton"]);
+  const WIDGETS = new Set([
+    "button", "checkbox", "combobox", "link", "listbox", "menuitem", "menuitemcheckbox", "menuitemradio",
+    "option", "radio", "searchbox", "slider", "spinbutton", "switch", "tab", "textbox", "treeitem", "date",
+    "datetime", "time", "color",
+  ]);
+  // what a name falls back to, where Chromium computes none, for these
+  const TEXT_ROLES = new Set(["text", "label", "listitem", "paragraph", "term", "definition", "status",
+    "alert", "caption", "row", "cell"]);
+  const REPLACED = new Set(["IMG", "INPUT", "SELECT", "TEXTAREA", "BUTTON", "VIDEO", "AUDIO", "CANVAS",
+    "IFRAME", "svg", "OBJECT", "EMBED", "METER", "PROGRESS"]);
+  const TEXT_INPUTS = new Set(["text", "email", "tel", "url", "search", "password", "number"]);
+
+  // While one snapshot is taken, styles and roles are computed once per element.
+  let cache = null;
+  function styleOf(el) {
+    if (!cache) return getComputedStyle(el);
+    let s = cache.styles.get(el);
+    if (s === undefined) { s = getComputedStyle(el); cache.styles.set(el, s); }
+    return s;
+  }
+
+  function focusable(el) {
+    if (el.hasAttribute("tabindex") || el.isContentEditable) return true;
+    switch (el.tagName) {
+      case "A": case "AREA": return el.hasAttribute("href");
+      case "INPUT": return el.type !== "hidden";
+      case "BUTTON": case "SELECT": case "TEXTAREA": case "IFRAME": case "SUMMARY": return true;
+      case "AUDIO": case "VIDEO": return el.hasAttribute("controls");
+    }
+    return false;
+  }
+
   function role(el) {
-    const explicit = el.getAttribute("role");
-    if (explicit) return explicit.split(" ")[0];
+    if (cache) {
+      let r = cache.roles.get(el);
+      if (r === undefined) { r = computeRole(el); cache.roles.set(el, r); }
+      return r;
+    }
+    return computeRole(el);
+  }
+
+  function computeRole(el) {
+    const r = explicitRole(el) || implicitRole(el);
+    if (r === "generic" || r === "none") return ownText(el) ? "text" : "generic";
+    return r;
+  }
+
+  // the first role token Chromium knows; role="none" only where nothing keeps
+  // the element's own role (focus, a global ARIA attribute)
+  function explicitRole(el) {
+    const attr = el.getAttribute("role");
+    if (!attr) return null;
+    for (let t of attr.trim().toLowerCase().split(/\s+/)) {
+      if (!ARIA_ROLES.has(t) && !t.startsWith("doc-") && !t.startsWith("graphics-")) continue;
+      if (t === "presentation") t = "none";
+      if (t === "image") t = "img";
+      if (t === "none" && (focusable(el) || GLOBAL_ARIA.some((a) => el.hasAttribute(a)))) return null;
+      if (t === "none" && (el.tagName === "IMG" || el.tagName === "svg")) return "none";
+      const context = CONTEXT[t];
+      if (context && !inContext(el, context)) return "generic";
+      return t;
+    }
+    return null;
+  }
+
+  // whether the nearest ancestor with a role of its own has one of `roles`
+  function inContext(el, roles) {
+    for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+      const r = role(p);
+      if (r === "generic" || r === "text") continue;
+      return roles.includes(r);
+    }
+    return false;
+  }
+
+  function implicitRole(el) {
     const tag = el.tagName;
-    if (tag === "A") return el.hasAttribute("href") ? "link" : "generic";
-    if (tag === "INPUT") return INPUT_ROLES[el.type] || "textbox";
-    if (tag === "SELECT" && el.multiple) return "listbox";
+    switch (tag) {
+      case "A": case "AREA":
+        return el.hasAttribute("href") || clickable(el) ? "link" : "generic";
+      case "INPUT": {
+        const type = (el.getAttribute("type") || "text").toLowerCase();
+        if (el.hasAttribute("list") && (TEXT_INPUTS.has(type) && type !== "number" && type !== "password")) {
+          return "combobox";
+        }
+        return INPUT_ROLES[type] || "textbox";
+      }
+      case "SELECT": return el.multiple || el.size > 1 ? "listbox" : "combobox";
+      case "IMG": return el.getAttribute("alt") === "" && !el.hasAttribute("title") &&
+        !GLOBAL_ARIA.some((a) => el.hasAttribute(a)) ? "none" : "img";
+      case "TH": return headerRole(el);
+      case "SUMMARY": {
+        const d = el.parentElement;
+        return d && d.tagName === "DETAILS" && d.querySelector(":scope > summary") === el ? "button" : "generic";
+      }
+      case "HEADER": case "FOOTER": {
+        const scoped = el.parentElement && el.parentElement.closest("article, aside, main, nav, section");
+        if (scoped) return tag === "HEADER" ? "sectionheader" : "sectionfooter";
+        return tag === "HEADER" ? "banner" : "contentinfo";
+      }
+      case "ASIDE": return "complementary";
+      case "SECTION": return hasOwnLabel(el) ? "region" : "generic";
+    }
     if (HEADINGS.has(tag)) return "heading";
-    return TAG_ROLES[tag] || (ownText(el) ? "text" : "generic");
+    if (el instanceof SVGElement) return svgRole(el);
+    const r = TAG_ROLES[tag];
+    if (r) return r;
+    // an element whose content is an image (`content: url(...)`) is one
+    return /^url\(/.test(styleOf(el).content) ? "img" : "generic";
+  }
+
+  const SVG_SHAPES = new Set(["circle", "ellipse", "line", "path", "polygon", "polyline", "rect", "use", "image"]);
+
+  // SVG as Chromium exposes it: an <svg> with a name or nothing the tree
+  // shows inside is an image, any other a graphics document; a shape is a
+  // graphics symbol when it is named or one can act on it
+  function svgRole(el) {
+    const tag = el.tagName;
+    const named = () => hasOwnLabel(el) || !!el.querySelector(":scope > title");
+    if (tag === "svg") {
+      if (named()) return "img";
+      // with nothing inside that the tree shows (text, a shape one can act
+      // on, a link), an <svg> is one image
+      for (const d of el.querySelectorAll("*")) {
+        const t = d.tagName;
+        if (t === "text" && d.textContent.trim() || t === "a" || t === "foreignObject" ||
+            SVG_SHAPES.has(t) && svgRole(d) === "graphics-symbol") return "graphics-document";
+      }
+      return "img";
+    }
+    if (SVG_SHAPES.has(tag)) return named() || clickable(el) || focusable(el) ? "graphics-symbol" : "generic";
+    if (tag === "g") return named() ? "group" : "generic";
+    return "generic";
+  }
+
+  const hasOwnLabel = (el) => !!(el.getAttribute("aria-label") || el.getAttribute("title") || "").trim() ||
+    el.hasAttribute("aria-labelledby");
+
+  // <th>: a row header when a non-empty <td> is beside it in its row, as Chromium decides
+  function headerRole(el) {
+    const scope = (el.getAttribute("scope") || "").toLowerCase();
+    if (scope === "row" || scope === "rowgroup") return "rowheader";
+    if (scope === "col" || scope === "colgroup") return "columnheader";
+    const cell = (c) => c && c.tagName === "TD" && c.textContent.trim() !== "";
+    const header = (c) => c && c.tagName === "TH";
+    const prev = el.previousElementSibling, nxt = el.nextElementSibling;
+    if (!prev && !nxt) return "columnheader";
+    if (header(prev) && header(nxt)) return "columnheader";
+    if (cell(prev) || cell(nxt)) return "rowheader";
+    const row = el.parentElement;
+    if (!row || row.tagName !== "TR") return "columnheader";
+    const first = row.firstElementChild, last = row.lastElementChild;
+    if (cell(first) || cell(last)) return "rowheader";
+    if (cell(first && first.nextElementSibling) || cell(last && last.previousElementSibling)) return "rowheader";
+    return "columnheader";
   }
 
   function ownText(el) {
@@ -61,28 +252,277 @@
     return clean(t);
   }
 
-  function name(el, r) {
-    const aria = el.getAttribute("aria-label");
-    if (aria) return clean(aria);
-    const by = el.getAttribute("aria-labelledby");
-    if (by) {
-      const t = by.split(/\s+/).map((i) => document.getElementById(i)).filter(Boolean)
-        .map((e) => e.innerText).join(" ");
-      if (t.trim()) return clean(t);
-    }
-    const tag = el.tagName;
-    if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") {
-      if (el.labels && el.labels.length) return clean(el.labels[0].innerText);
+  // [name, where it came from]: "accname" (as the browser computes it),
+  // "nearby-label" (synth's own: an unlabelled field named after the <label>
+  // just before it, a label that labels no other control), "text" (a text
+  // element's visible text, where the browser names none).
+  function nameOf(el, r) {
+    const n = clean(accName(el, r));
+    if (n) return [n, "accname"];
+    if (isField(el)) {
       const prev = el.previousElementSibling;
-      if (prev && prev.tagName === "LABEL" && !prev.htmlFor) return clean(prev.innerText);
-      if (tag === "INPUT" && ["submit", "button", "reset"].includes(el.type)) return clean(el.value);
-      return clean(el.getAttribute("placeholder") || el.getAttribute("title") || "");
+      if (prev && prev.tagName === "LABEL" && !prev.htmlFor && !prev.control) {
+        const t = clean(prev.innerText);
+        if (t) return [t, "nearby-label"];
+      }
     }
-    if (tag === "IMG") return clean(el.getAttribute("alt") || el.getAttribute("title") || "");
-    if (FULL_TEXT_ROLES.has(r)) return clean(el.innerText || el.textContent);
-    // Text with inline markup ("Enter <b>bob</b> ...") reads as one sentence.
-    if (ownText(el)) return clean(el.innerText || el.textContent, 200);
-    return clean(el.getAttribute("title") || "");
+    if (TEXT_ROLES.has(r)) {
+      const t = clean(el.innerText || el.textContent, 200);
+      if (t) return [t, "text"];
+    }
+    return ["", ""];
+  }
+
+  const isField = (el) => el.tagName === "SELECT" || el.tagName === "TEXTAREA" ||
+    el.tagName === "INPUT" && !["submit", "reset", "button", "image", "hidden"].includes(el.type);
+
+  function name(el, r) { return nameOf(el, r)[0]; }
+
+  function accName(el, r) {
+    return textAlternative(el, { root: el, recursive: false, inLabelledBy: false, showHidden: false,
+                                 visited: new Set() }, r);
+  }
+
+  // accname 1.2's text alternative of `el` (steps 2B-2I), Chromium's way
+  function textAlternative(el, ctx, r = role(el)) {
+    if (ctx.visited.has(el)) return "";
+    ctx.visited.add(el);
+    if (!ctx.inLabelledBy) {
+      const by = el.getAttribute("aria-labelledby");
+      if (by) {
+        const parts = [];
+        for (const id of by.trim().split(/\s+/)) {
+          const ref = document.getElementById(id);
+          if (!ref) continue;
+          parts.push(textAlternative(ref, { root: ctx.root, recursive: true, inLabelledBy: true,
+            showHidden: ctx.showHidden || hidden(ref), visited: new Set([...ctx.visited].filter((v) => v !== ref)) }));
+        }
+        const t = parts.join(" ").trim();
+        if (t) return t;
+      }
+    }
+    if (ctx.recursive) {
+      if (el === ctx.root) return "";
+      if (TEXT_CONTROL.has(r) && el !== ctx.root) return controlValue(el, r);
+    }
+    const label = (el.getAttribute("aria-label") || "").trim();
+    if (label) return label;
+    const native = nativeName(el, r, ctx);
+    if (native !== null) return native;
+    if (ctx.recursive ? !NO_CONTENT_IN_NAME.has(r) : NAME_FROM_CONTENT.has(r) || r === "row" && el.closest("[role=grid],[role=treegrid]")) {
+      const t = ctx.recursive ? contents(el, ctx) : contents(el, ctx).trim();
+      if (t.trim()) return t;
+    }
+    const title = NAME_PROHIBITED.has(r) ? "" : (el.getAttribute("title") || "").trim();
+    if (title) return title;
+    if (!ctx.recursive && (el.tagName === "INPUT" || el.tagName === "TEXTAREA")) {
+      return (el.getAttribute("placeholder") || el.getAttribute("aria-placeholder") || "").trim();
+    }
+    if (!ctx.recursive && el.hasAttribute("aria-placeholder")) return el.getAttribute("aria-placeholder").trim();
+    return "";
+  }
+
+  // the host language's own text alternative (labels, value, alt, legend, ...):
+  // a string, or null to go on to the content and the title
+  function nativeName(el, r, ctx) {
+    const tag = el.tagName;
+    if (!ctx.recursive && el.labels && el.labels.length) {
+      const t = Array.from(el.labels, (l) => textAlternative(l, { ...ctx, recursive: true })).join(" ").trim();
+      if (t) return t;
+    }
+    if (tag === "INPUT") {
+      const type = el.type;
+      if (type === "submit" || type === "reset" || type === "button") {
+        if (el.hasAttribute("value")) return el.getAttribute("value");
+        if (type !== "button") return type === "submit" ? "Submit" : "Reset";
+        return null;
+      }
+      if (type === "image") {
+        return el.getAttribute("alt") || el.getAttribute("value") || el.getAttribute("title") || "Submit";
+      }
+      if (type === "file") return el.multiple ? "Choose Files" : "Choose File";
+      return null;
+    }
+    if (tag === "IMG" || tag === "AREA") return el.getAttribute("alt");
+    if (el instanceof SVGElement) {
+      const t = el.querySelector(":scope > title");
+      return t ? t.textContent : null;
+    }
+    if (r === "img" && tag !== "IMG") {
+      const content = styleOf(el).content;  // content: url(...) / "alt text"
+      const alt = content.indexOf(" / ");
+      if (alt > 0) return content.slice(alt + 3).replace(/^["']|["']$/g, "");
+    }
+    if (tag === "OPTION") {
+      const l = el.getAttribute("label");
+      return l && l.trim() ? l : null;
+    }
+    if (tag === "OPTGROUP") return el.getAttribute("label");
+    const first = { FIELDSET: "LEGEND", FIGURE: "FIGCAPTION", TABLE: "CAPTION" }[tag];
+    if (first && !ctx.recursive) {
+      const c = Array.from(el.children).find((e) => e.tagName === first);
+      if (c) {
+        const t = textAlternative(c, { ...ctx, recursive: true }).trim();
+        if (t) return t;
+      }
+    }
+    return null;
+  }
+
+  // what an embedded control says inside another element's name
+  function controlValue(el, r) {
+    if (el.tagName === "SELECT") {
+      return Array.from(el.selectedOptions, (o) => o.label || o.text).join(" ");
+    }
+    if (r === "slider" || r === "spinbutton") {
+      return el.getAttribute("aria-valuetext") || el.getAttribute("aria-valuenow") || el.value || "";
+    }
+    if (el.tagName === "INPUT" || el.tagName === "TEXTAREA") return el.value;
+    if (r === "combobox" || r === "listbox") {
+      const sel = el.querySelector("[aria-selected=true]");
+      return sel ? textAlternative(sel, { root: el, recursive: true, inLabelledBy: false, showHidden: false,
+                                          visited: new Set() }) : (r === "combobox" ? el.textContent : "");
+    }
+    return el.textContent;
+  }
+
+  // hidden from the accessibility tree (display none, visibility hidden, aria-hidden, inert)
+  function hidden(el) {
+    if (el.closest(HIDDEN_SUBTREE)) return true;
+    return !el.checkVisibility({ visibilityProperty: true });
+  }
+
+  // Chromium puts a space between the text of two children unless both are
+  // inline parts of the same block of text
+  function separate(el, s) {
+    return REPLACED.has(el.tagName) || (s.display !== "inline");
+  }
+
+  function transform(text, s) {
+    switch (s.textTransform) {
+      case "uppercase": return text.toUpperCase();
+      case "lowercase": return text.toLowerCase();
+      case "capitalize": return text.replace(/(^|\s)(\S)/g, (m, a, b) => a + b.toUpperCase());
+    }
+    return text;
+  }
+
+  // Which elements may have a ::before or ::after box with content: a selector
+  // made of the page's own rules that give one (their selectors without the
+  // pseudo-element), so that asking the style of every element's pseudo-
+  // elements (slow) is only done for those. Recomputed when the style sheets
+  // change; true (ask every element) when a sheet cannot be read.
+  let pseudoRules = { key: null, selector: "" };
+  function pseudoSelector() {
+    const sheets = [...document.styleSheets, ...(document.adoptedStyleSheets || [])];
+    const counts = [];
+    try {
+      for (const sheet of sheets) counts.push(sheet.cssRules.length);
+    } catch (e) {
+      return true;  // a cross-origin sheet
+    }
+    const key = counts.join(",");
+    if (pseudoRules.key === key) return pseudoRules.selector;
+    const parts = [];
+    const scan = (rules) => {
+      for (const rule of rules) {
+        if (rule.styleSheet) { scan(rule.styleSheet.cssRules); continue; }  // @import
+        if (rule.cssRules && !(rule instanceof CSSStyleRule)) { scan(rule.cssRules); continue; }
+        if (!(rule instanceof CSSStyleRule) || !/:(before|after)/i.test(rule.selectorText)) continue;
+        const content = rule.style.getPropertyValue("content");
+        if (content === "none" || content === "normal") continue;
+        for (const sel of rule.selectorText.split(",")) {
+          if (/:(before|after)/i.test(sel)) parts.push(sel.replace(/::?(before|after)\b.*$/i, "").trim() || "*");
+        }
+        if (rule.cssRules && rule.cssRules.length) scan(rule.cssRules);
+      }
+    };
+    let selector;
+    try {
+      for (const sheet of sheets) scan(sheet.cssRules);
+      selector = parts.length ? parts.join(", ") : "";
+      if (selector) document.documentElement.matches(selector);  // throws if it does not parse
+    } catch (e) {
+      selector = true;
+    }
+    pseudoRules = { key, selector };
+    return selector;
+  }
+
+  function mayHavePseudo(el) {
+    if (el.tagName === "Q") return true;  // the UA's quotes
+    let selector = cache ? cache.pseudo : undefined;
+    if (selector === undefined) {
+      selector = pseudoSelector();
+      if (cache) cache.pseudo = selector;
+    }
+    if (selector === true) return true;
+    if (!selector) return false;
+    try { return el.matches(selector); } catch (e) { return true; }
+  }
+
+  // the text of a ::before or ::after box: its strings and attr()s, or its alt text
+  function pseudoText(el, which) {
+    const s = getComputedStyle(el, which);
+    const content = s.content;
+    if (!content || content === "none" || content === "normal" || s.display === "none") return null;
+    const alt = content.lastIndexOf(" / ");
+    const strings = (src) => {
+      let out = "";
+      const re = /"((?:[^"\\]|\\.)*)"|attr\(\s*([^)\s]+)\s*\)/g;
+      let m;
+      while ((m = re.exec(src))) {
+        out += m[1] !== undefined ? m[1].replace(/\\([0-9a-fA-F]{1,6}\s?|.)/g, (x, e) =>
+          /^[0-9a-fA-F]/.test(e) ? String.fromCodePoint(parseInt(e, 16)) : e) : (el.getAttribute(m[2]) || "");
+      }
+      return out;
+    };
+    if (alt > 0 && content.slice(alt + 3).match(/^["a]/)) return [strings(content.slice(alt + 3)), true];
+    return [transform(strings(content), s), s.display !== "inline"];
+  }
+
+  function contents(el, ctx) {
+    let out = "";
+    let prevSeparate = false;
+    const push = (text, sep) => {
+      if (!text) { prevSeparate = sep; return; }
+      if (out && !/\s$/.test(out) && !/^\s/.test(text) && (sep || prevSeparate)) out += " ";
+      out += text;
+      prevSeparate = sep;
+    };
+    const s = styleOf(el);
+    const shown = ctx.showHidden || s.visibility === "visible";
+    const pseudo = shown && mayHavePseudo(el);
+    const before = pseudo && pseudoText(el, "::before");
+    if (before) push(...before);
+    for (const c of el.childNodes) {
+      if (c.nodeType === 3) {
+        if (shown) push(transform(c.data, s), false);
+        continue;
+      }
+      if (c.nodeType !== 1) continue;
+      let cs = null;
+      if (!ctx.showHidden) {
+        if (c.getAttribute("aria-hidden") === "true" || c.hasAttribute("inert")) continue;
+        cs = styleOf(c);
+        if (cs.display === "none") continue;
+      } else {
+        cs = styleOf(c);
+      }
+      if (c.tagName === "BR") { push("\n", true); continue; }
+      if (c.tagName === "SCRIPT" || c.tagName === "STYLE" || c.tagName === "TEMPLATE") continue;
+      push(textAlternative(c, { ...ctx, recursive: true }), separate(c, cs));
+    }
+    const after = pseudo && pseudoText(el, "::after");
+    if (after) push(...after);
+    return out;
+  }
+
+  // <a> elements with a click, mousedown or mouseup listener of their own are
+  // links to Chromium; the page's listeners are watched from the start
+  // (`watchClickListeners`, installed before any page script runs).
+  function clickable(el) {
+    return el.onclick !== null || el.onmousedown !== null || el.onmouseup !== null || clickListeners.has(el);
   }
 
   function value(el) {
@@ -100,7 +540,7 @@
 
   function keep(el, rect) {
     if (INTERACTIVE.has(el.tagName.toUpperCase())) return true;
-    if (el.hasAttribute("role") || el.hasAttribute("tabindex") || el.hasAttribute("onclick")) return true;
+    if (el.hasAttribute("role") || el.hasAttribute("tabindex") || clickable(el)) return true;
     if (el.isContentEditable || HEADINGS.has(el.tagName)) return true;
     if (ownText(el)) return true;
     if (el.childElementCount === 0 && (el.id || el.className)) return true;
@@ -120,12 +560,14 @@
     const r = role(el);
     const v = value(el);
     const checkable = el.tagName === "INPUT" && (el.type === "checkbox" || el.type === "radio");
+    const [n, from] = nameOf(el, r);
     return {
       id: idOf(el),
       parent: parent,
       tag: el.tagName.toLowerCase(),
       role: r,
-      name: name(el, r),
+      name: n,
+      name_from: from,
       value: v,
       checked: checkable ? el.checked : null,
       focused: document.activeElement === el,
@@ -180,7 +622,9 @@
         }
         return;
       }
-      const s = getComputedStyle(el);
+      // what the accessibility tree leaves out, the snapshot does too
+      if (el.getAttribute("aria-hidden") === "true" || el.hasAttribute("inert")) return;
+      const s = styleOf(el);
       if (s.display === "none") return;
       if (rect.width > 0 && rect.height > 0 && s.visibility !== "hidden" && keep(el, rect) &&
           (!outside || intersects(rect, area))) {
@@ -192,14 +636,27 @@
       for (const c of el.children) walk(c, myId, outside);
     };
     const root = (rootSelector && document.querySelector(rootSelector)) || document.body;
-    if (root) walk(root, null);
-    if (root && root !== document.body && document.body && area) {
-      for (const c of document.body.children) if (!c.contains(root)) walk(c, null, true);
+    cache = { styles: new Map(), roles: new Map() };
+    try {
+      if (root && !(root.parentElement && root.parentElement.closest(HIDDEN_SUBTREE))) walk(root, null);
+      if (root && root !== document.body && document.body && area) {
+        for (const c of document.body.children) if (!c.contains(root)) walk(c, null, true);
+      }
+    } finally {
+      cache = null;
     }
     return { title: document.title, url: location.href, elements: out };
   }
 
+  const HIDDEN_SUBTREE = "[aria-hidden=true], [inert]";
+
+  // the element a point lands on, as the snapshot has it: `el` or the nearest
+  // ancestor it keeps (never one in a subtree hidden from the accessibility tree)
   function keptAncestor(el) {
+    for (let h = el.closest(HIDDEN_SUBTREE); h; h = el.closest(HIDDEN_SUBTREE)) {
+      if (!h.parentElement) return el;
+      el = h.parentElement;
+    }
     for (let e = el; e && e.nodeType === 1; e = e.parentElement) {
       const rect = e.getBoundingClientRect();
       if (keep(e, rect) && visible(e, rect)) return e;
@@ -322,6 +779,36 @@
   // that moves a popup into place), no visible image still loading, and the
   // boxes of the interactive elements the same in two consecutive frames (as
   // Playwright's own "stable" actionability check).
+
+  // Installed before any page script runs: which elements have a click,
+  // mousedown or mouseup listener of their own (Chromium makes such an <a> a
+  // link). `has(el)`.
+  function watchClickListeners() {
+    const TYPES = new Set(["click", "mousedown", "mouseup"]);
+    const registered = new WeakMap();  // element -> [[type, listener, capture], ...]
+    const proto = EventTarget.prototype;
+    const add = proto.addEventListener, remove = proto.removeEventListener;
+    const captureOf = (o) => typeof o === "boolean" ? o : !!(o && o.capture);
+    const find = (list, type, listener, c) => list.findIndex((x) => x[0] === type && x[1] === listener && x[2] === c);
+    proto.addEventListener = function (type, listener, options) {
+      if (listener && TYPES.has(type) && this instanceof Element) {
+        let list = registered.get(this);
+        if (!list) registered.set(this, list = []);
+        const c = captureOf(options);
+        if (find(list, type, listener, c) < 0) list.push([type, listener, c]);
+      }
+      return add.call(this, type, listener, options);
+    };
+    proto.removeEventListener = function (type, listener, options) {
+      const list = TYPES.has(type) && registered.get(this);
+      if (list) {
+        const i = find(list, type, listener, captureOf(options));
+        if (i >= 0) list.splice(i, 1);
+      }
+      return remove.call(this, type, listener, options);
+    };
+    return { has: (el) => { const list = registered.get(el); return !!(list && list.length); } };
+  }
 
   // Installed before any page script runs (an init script): counts the page's
   // in-flight requests and pending short timers. Timers re-armed from their
