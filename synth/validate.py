@@ -13,6 +13,39 @@ instances each, run in a real browser:
     realistic state that is wrong for this instance (the other product in the
     cart, the other post voted on, another URL, another answer).
 
+Prototypes whose instances all share one judge spec (MiniWoB++: every seed is
+judged by `miniwob_reward`, the page itself holds what is right) have no
+instance whose judge expects something else; for them what is wrong for one
+seed is what another seed's page made right, and a wrong element of the same
+kind. Their controls are:
+
+  - **other instance**: another seed's solution (its recorded actions, by
+    their coordinates and typed text) replayed on this seed's page: the
+    buttons, fields and links where the other seed had them, the other seed's
+    text typed. If that replay does exactly this seed's own work (the same
+    elements acted on, the same text, in order: the layout and target happened
+    to coincide, or the task's solution does not depend on the seed) it is no
+    control; it is counted as `coincided`, reported in the notes, and the next
+    seed is tried (up to `OTHER_SEED_TRIES` seeds).
+  - **near miss**: this seed's own solution with one target moved to a
+    sibling: the first click whose element has another of the same kind in
+    view (tag, role and a class in common, another name or both unnamed:
+    another post's menu icon) clicks that one
+    instead, the rest replayed as recorded; the last such click is moved
+    first. The wrong button, option, checkbox, link, date or e-mail: the
+    mistake an agent makes. An accepted near miss that did this seed's own
+    work (a sibling of the same effect), or whose moved click changed nothing
+    on the page (the tab already open: the run is then the solution without
+    that click, and it passing says the solver explored, not that the judge
+    accepts wrong work), is no control either; the next click is tried (up
+    to `NEAR_MISS_TRIES`). A solution with no such click has no near miss (a
+    note says so).
+
+Only a control that MiniWoB *ends* with a wrong result tests its reward code;
+one that never ends the episode is rejected the way a no-op is. Tasks whose
+every ending is right (focus-text: the only thing to do is focus the only
+field) can only be tested by controls that do not end them.
+
 A judge that passes a control is a false accept. Each prototype must also
 yield at least `min_distinct` distinct instances (instruction and judge) over
 its declared seeds. The report gives, per prototype, the solver pass rate and
@@ -22,6 +55,7 @@ the false accepts per control; `ok` is False on any failure.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +64,17 @@ from typing import Any, Awaitable, Callable
 from synth.env import BrowserConfig, BrowserEnv, launch_browser
 from synth.episode import run_episode
 from synth.judges import normalise_text
-from synth.schema import JudgeSpec, Observation, Task, Trajectory
+from synth.quality.consistency import state_key
+from synth.quality.replay import ReplayStep, steps_of
+from synth.schema import POINTER_ACTIONS, Element, JudgeSpec, Observation, Task, Trajectory
 from synth.tasks import Template, instantiate, load_templates
 
-CONTROLS = ("no-op", "wrong answer", "other instance")
+CONTROLS = ("no-op", "wrong answer", "other instance", "near miss")
+OTHER_SEED_TRIES = 3
+"""Seeds whose solutions the other-instance control replays on one seed's
+page, at most, until one does not coincide with that seed's own work."""
+NEAR_MISS_TRIES = 3
+"""Clicks the near-miss control moves, at most, until one is a control."""
 
 
 @dataclass
@@ -44,6 +85,18 @@ class ControlStats:
     """Runs that ended in an error before the judge (still a rejection, but a
     weaker control than one that ran to the end)."""
     examples: list[str] = field(default_factory=list)
+    rejections: list[str] = field(default_factory=list)
+    """Why each rejected run was rejected (the judge's reason or the error)."""
+    coincided: int = 0
+    """Runs accepted because they did exactly this instance's own work (the
+    other seed's solution was right here too): not controls, not counted in
+    `runs`; see the report's notes."""
+    inert: int = 0
+    """Near misses accepted whose moved click changed nothing on the page (so
+    the run was the solution without that click): not controls, not counted."""
+    inapplicable: int = 0
+    """Instances the control had nothing to run on (no sibling target, every
+    try coincided or was inert)."""
 
 
 @dataclass
@@ -61,6 +114,8 @@ class PrototypeReport:
     controls: dict[str, ControlStats] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     """Failures that are not a single episode's (no solver, too few instances)."""
+    notes: list[str] = field(default_factory=list)
+    """What the controls could not test, and why (not failures)."""
 
     @property
     def pass_rate(self) -> float:
@@ -140,6 +195,102 @@ def _as_other(solver: Policy, other: Task) -> Policy:
     return run
 
 
+def _replayed(steps: list[ReplayStep], move: tuple[int, float, float] | None = None) -> Policy:
+    """Recorded steps acted again by their coordinates and text (no looking
+    for the recorded target: where it was is what is replayed); `move` puts
+    one step's point elsewhere (index, x, y)."""
+
+    async def run(env: BrowserEnv, obs: Observation) -> None:
+        for i, step in enumerate(steps):
+            if step.waited_ms:
+                await asyncio.sleep(step.waited_ms / 1000)
+            action = step.action
+            if move is not None and i == move[0]:
+                action = action.model_copy(update={"x": move[1], "y": move[2]})
+            await env.step(action)
+            if env.steps[-1].error:
+                raise RuntimeError(f"step {len(env.steps) - 1} failed: {env.steps[-1].error}")
+            if env.finished:
+                return
+        await env.settle()  # judged on a settled page, as the recording was
+
+    return run
+
+
+def work(t: Trajectory) -> list[tuple[Any, ...]]:
+    """What a trajectory did: each action with the element it acted on (tag,
+    role, name, id and where it was, to 4 px) and the text or key it typed.
+    Two runs on one seed's page that did the same work reach the same state."""
+    out = []
+    for s in t.steps:
+        a = s.action
+        if a.name in ("scroll", "wait"):
+            continue
+        el = s.element if a.name in POINTER_ACTIONS else None
+        if el is not None:
+            cx, cy = el.box.center
+            target = (el.tag, el.role, el.name, el.html_id, round(cx / 4), round(cy / 4))
+        else:
+            target = None
+        out.append((a.name, target, a.text, a.key))
+    return out
+
+
+CLICKS = ("click", "double_click")
+
+
+def _same_kind(a: Element, b: Element) -> bool:
+    """Elements of one kind: the same tag and role, and a class in common
+    (state classes such as `ui-state-active` aside, siblings share one)."""
+    if a.tag != b.tag or a.role != b.role:
+        return False
+    ca, cb = set(a.html_class.split()), set(b.html_class.split())
+    return ca == cb or bool(ca & cb)
+
+
+def _active(e: Element) -> bool:
+    return any("active" in c or "selected" in c for c in e.html_class.split())
+
+
+def near_misses(t: Trajectory) -> list[tuple[int, float, float, Element, Element]]:
+    """Where a near miss may click instead: for each click whose element has
+    a sibling of the same kind in the step's observation (`_same_kind`, in
+    view, of another name or both unnamed, not focused), the step, the
+    sibling's centre, the element and the sibling; the last click first (the
+    final choice is what a task is about; earlier clicks are often
+    exploration). Preferred: a sibling not already active or selected (the
+    open tab: clicking it does nothing), one no step acts on, the nearest in
+    document order after the target."""
+    acted = {s.element.id for s in t.steps if s.element is not None}
+    out = []
+    for i, s in enumerate(t.steps):
+        el, obs = s.element, s.observation
+        if s.action.name not in CLICKS or el is None or s.action.x is None or s.error:
+            continue
+        siblings = [
+            e for e in obs.elements
+            if e.id != el.id and _same_kind(e, el) and (e.name != el.name or not e.name) and e.in_view
+            and not e.focused and e.box.width > 1 and e.box.height > 1 and obs.area.contains(*e.box.center)
+        ]
+        if siblings:
+            other = min(siblings, key=lambda e: (_active(e), e.id in acted, e.id < el.id, abs(e.id - el.id)))
+            x, y = obs.normalise(*other.box.center)
+            out.append((i, x, y, el, other))
+    return out[::-1]
+
+
+def _inert(t: Trajectory, i: int) -> bool:
+    """Whether step `i` changed nothing observable (the page state before the
+    next step is the state before it). The last step's effect is unknown: not inert."""
+    return i + 1 < len(t.steps) and state_key(t.steps[i].observation) == state_key(t.steps[i + 1].observation)
+
+
+def _shared_judge(tasks: list[Task]) -> bool:
+    """Whether every instance has the same judge spec (the page, not the
+    judge, holds what is right: MiniWoB++)."""
+    return len(tasks) > 1 and len({_judge_key(t) for t in tasks}) == 1
+
+
 def _reason(t: Trajectory) -> str:
     return f"seed {t.seed}: {t.reject_reason or t.verdict.reason}"[:300]
 
@@ -162,7 +313,78 @@ async def validate(
     if include:
         pairs = [(s, t) for s, t in pairs if t.id in include or f"{s}/{t.id}" in include]
     reports: list[PrototypeReport] = []
-    jobs: list[tuple[PrototypeReport, str, Task, Policy, str]] = []
+    # (report, kind, task, run): `run` gives the trajectory to count, or None
+    # when the control had nothing to run on
+    jobs: list[tuple[PrototypeReport, str, Task, Callable[[], Awaitable[Trajectory | None]]]] = []
+    solutions: dict[str, asyncio.Future[Trajectory]] = {}
+
+    async def episode(task: Task, policy: Policy, detail: str) -> Trajectory:
+        async with gate:
+            env = BrowserEnv(chromium, sites[task.site], config)
+            return await run_episode(env, task, policy, source="solver", source_detail=detail,
+                                     timeout_s=episode_timeout_s)
+
+    def solution(task: Task, solver_name: str) -> asyncio.Future[Trajectory]:
+        """The solver's run on `task`, once (the report's, or another seed's
+        solution for the other-instance control)."""
+        if task.task_id not in solutions:
+            solutions[task.task_id] = asyncio.ensure_future(episode(task, get_solver(solver_name), solver_name))
+        return solutions[task.task_id]
+
+    def other_seeds(report: PrototypeReport, task: Task, solver_name: str, candidates: list[Task]) -> Callable:
+        async def run() -> Trajectory | None:
+            stats = report.controls["other instance"]
+            own = await solution(task, solver_name)
+            if own.status != "accepted":
+                return None  # the solver's failure is the report's
+            for other in candidates:
+                theirs = await solution(other, solver_name)
+                if theirs.status != "accepted":
+                    continue
+                t = await episode(task, _replayed(steps_of(theirs)), f"control:other-instance:seed-{other.seed}")
+                if t.verdict.passed and work(t) == work(own):
+                    stats.coincided += 1
+                    continue
+                return t
+            stats.inapplicable += 1
+            return None
+
+        return run
+
+    def moved(report: PrototypeReport, task: Task, solver_name: str) -> Callable:
+        async def run() -> Trajectory | None:
+            stats = report.controls["near miss"]
+            own = await solution(task, solver_name)
+            if own.status != "accepted":
+                return None
+            own_steps = steps_of(own)
+            candidates = near_misses(own)
+            if not candidates:
+                stats.inapplicable += 1
+                return None
+            for i, x, y, was, instead in candidates[:NEAR_MISS_TRIES]:
+                detail = (f"control:near-miss: step {i} on {instead.role} {instead.name[:40]!r} "
+                          f"instead of {was.name[:40]!r}")
+                t = await episode(task, _replayed(own_steps, (i, x, y)), detail)
+                if not t.verdict.passed:
+                    return t
+                if work(t) == work(own):
+                    stats.coincided += 1
+                    continue
+                # accepted: a false accept, unless the moved click did nothing
+                # at all (a sibling already in that state, such as the open
+                # tab): the run is then the solution without that click, and
+                # its passing says the click was not needed (the solver
+                # explored), not that the judge accepts wrong work
+                if _inert(t, i):
+                    stats.inert += 1
+                    continue
+                return t
+            stats.inapplicable += 1
+            return None
+
+        return run
+
     for site, tpl in pairs:
         all_tasks = instantiate(site, tpl)
         report = PrototypeReport(
@@ -180,42 +402,53 @@ async def validate(
         if not tpl.solver:
             report.problems.append("no solver: nothing can show the task is completable")
             continue
-        solver = get_solver(tpl.solver)
+        solver_name = tpl.solver
+        solver = get_solver(solver_name)
         chosen = all_tasks[:instances]
         report.instances = len(chosen)
-        for task in chosen:
-            jobs.append((report, "solver", task, solver, tpl.solver))
-            jobs.append((report, "no-op", task, _noop(), "control:no-op"))
+        shared = _shared_judge(all_tasks)
+        for n, task in enumerate(chosen):
+            jobs.append((report, "solver", task, functools.partial(solution, task, solver_name)))
+            jobs.append((report, "no-op", task, functools.partial(episode, task, _noop(), "control:no-op")))
             answers = expected_answers(task.judge)
-            other = other_instance(task, all_tasks)
+            other = None if shared else other_instance(task, all_tasks)
             if answers:
                 wrong = expected_answers(other.judge)[0] if other is not None else "I could not find it"
-                jobs.append((report, "wrong answer", task, _answer(wrong), "control:wrong-answer"))
-            if other is not None:
-                jobs.append((report, "other instance", task, _as_other(solver, other), "control:other-instance"))
+                jobs.append((report, "wrong answer", task,
+                             functools.partial(episode, task, _answer(wrong), "control:wrong-answer")))
+            if shared:
+                # the other chosen seeds first (their solutions run anyway), then the next ones
+                later = chosen[n + 1:] + chosen[:n] + all_tasks[len(chosen):]
+                jobs.append((report, "other instance", task,
+                             other_seeds(report, task, solver_name, later[:OTHER_SEED_TRIES])))
+                jobs.append((report, "near miss", task, moved(report, task, solver_name)))
+            elif other is not None:
+                jobs.append((report, "other instance", task, functools.partial(
+                    episode, task, _as_other(solver, other), "control:other-instance")))
             else:
                 report.problems.append(f"seed {task.seed}: no other instance with a different judge to test against")
 
-    async def one(job: tuple[PrototypeReport, str, Task, Policy, str]) -> None:
-        report, kind, task, policy, detail = job
-        async with gate:
-            env = BrowserEnv(chromium, sites[task.site], config)
-            t = await run_episode(env, task, policy, source="solver", source_detail=detail,
-                                  timeout_s=episode_timeout_s)
+    async def one(job: tuple[PrototypeReport, str, Task, Callable[[], Awaitable[Trajectory | None]]]) -> None:
+        report, kind, task, run = job
+        t = await run()
         if kind == "solver":
+            assert t is not None
             if t.status == "accepted":
                 report.solver_passes += 1
                 report.solver_steps += len(t.steps)
             else:
                 report.solver_failures.append(_reason(t))
-        else:
+        elif t is not None:
             stats = report.controls[kind]
             stats.runs += 1
             if t.verdict.passed:
                 stats.false_accepts += 1
-                stats.examples.append(_reason(t))
-            elif t.error:
-                stats.errors += 1
+                replayed = t.source_detail.startswith(("control:near-miss", "control:other-instance:seed-"))
+                stats.examples.append(_reason(t) + (f" [{t.source_detail}]" if replayed else ""))
+            else:
+                stats.rejections.append(_reason(t))
+                if t.error:
+                    stats.errors += 1
         if on_episode is not None:
             on_episode()
 
@@ -229,13 +462,44 @@ async def validate(
     async with async_playwright() as playwright:
         chromium = await launch_browser(playwright, config)
         try:
-            for site_name in sorted({task.site for _, _, task, _, _ in jobs}):
+            for site_name in sorted({task.site for _, _, task, _ in jobs}):
                 sites[site_name] = get_site(site_name)
                 await sites[site_name].start()
             await asyncio.gather(*(one(j) for j in jobs))
+            await asyncio.gather(*solutions.values())
         finally:
             await chromium.close()
+    for report in reports:
+        _note(report)
     return reports
+
+
+def _note(report: PrototypeReport) -> None:
+    """Say what the controls could not test (and why), so a clean table does
+    not claim more than was run."""
+    other, miss = report.controls["other instance"], report.controls["near miss"]
+    if other.coincided:
+        report.notes.append(
+            f"other instance: {other.coincided} replay(s) of another seed's solution did this seed's own work "
+            "(the same elements and text: the layout coincided, or the solution does not depend on the seed) "
+            "and were not counted"
+        )
+    if other.inapplicable:
+        report.notes.append(
+            f"other instance: for {other.inapplicable} seed(s) no other seed's solution (of "
+            f"{OTHER_SEED_TRIES} tried) did anything but this seed's own work"
+        )
+    if miss.coincided or miss.inert:
+        report.notes.append(
+            f"near miss: {miss.coincided + miss.inert} accepted moved click(s) were not counted "
+            f"({miss.coincided} did this seed's own work; {miss.inert} changed nothing on the page, so the "
+            "solution passed without that click)"
+        )
+    if miss.inapplicable:
+        report.notes.append(
+            f"near miss: for {miss.inapplicable} seed(s) the solution has no click with a sibling of the same "
+            "kind to click instead" + (" that is a control" if miss.coincided or miss.inert else "")
+        )
 
 
 def count_episodes(templates: list[Path | str], instances: int, include: list[str] | None = None) -> int:
@@ -247,5 +511,6 @@ def count_episodes(templates: list[Path | str], instances: int, include: list[st
                 continue
             if not tpl.solver:
                 continue
-            n += min(instances, tpl.seeds.count) * (3 + int(bool(expected_answers(tpl.judge))))
+            shared = _shared_judge(instantiate(site, tpl, seeds=min(tpl.seeds.count, 5)))
+            n += min(instances, tpl.seeds.count) * (3 + int(bool(expected_answers(tpl.judge))) + int(shared))
     return n

@@ -70,3 +70,49 @@ def test_a_judge_that_accepts_anything_fails_validation(tmp_path):
     assert result.exit_code == 1, result.output
     assert "forum/vote-post" in result.output and "FAIL" in result.output
     assert "no-op was accepted" in result.output
+
+
+MINIWOB = ROOT / "templates" / "tasks" / "miniwob.yaml"
+
+
+@pytest.mark.timeout(600)
+async def test_miniwob_controls_end_the_episode_with_wrong_work():
+    """Every MiniWoB++ seed has the same judge (`miniwob_reward`): the page
+    holds what is right. The controls are another seed's solution replayed
+    here and this seed's solution with one click moved to a sibling; on
+    login-user both reach MiniWoB's reward code, which rejects them (-1), and
+    a task with nothing to click instead says so rather than passing quietly."""
+    reports = await validate(MINIWOB, instances=2, include=["login-user", "click-test-2", "focus-text"])
+    by_id = {r.template_id: r for r in reports}
+    assert set(by_id) == {"miniwob/login-user", "miniwob/click-test-2", "miniwob/focus-text"}
+    for r in reports:
+        assert r.ok, (r.template_id, r.problems, r.solver_failures, {k: c.examples for k, c in r.controls.items()})
+        assert r.solver_passes == 2 and r.controls["no-op"].runs == 2
+    login = by_id["miniwob/login-user"]
+    for name in ("other instance", "near miss"):
+        c = login.controls[name]
+        assert c.runs == 2 and c.false_accepts == 0 and c.errors == 0, (name, c)
+        assert all("MiniWoB raw reward -1" in why for why in c.rejections), (name, c.rejections)
+    test2 = by_id["miniwob/click-test-2"].controls["near miss"]  # TWO instead of ONE
+    assert test2.runs == 2 and all("MiniWoB raw reward -1" in why for why in test2.rejections), test2
+    focus = by_id["miniwob/focus-text"]  # one text box, and focusing it is the whole task
+    assert focus.controls["near miss"].runs == 0 and focus.controls["near miss"].inapplicable == 2
+    assert any(n.startswith("near miss: for 2 seed(s) the solution has no click") for n in focus.notes), focus.notes
+
+
+def test_a_miniwob_judge_that_accepts_any_ending_fails_validation(tmp_path):
+    """The controls test the reward, not only that the episode ended: with
+    `min_reward: -1` every ended episode passes, and validate says so."""
+    (tmp_path / "weak.yaml").write_text(
+        "site: miniwob\n"
+        "templates:\n"
+        "  - {id: login-user, params: {task: login-user}, solver: miniwob.login-user, max_steps: 10,\n"
+        "     judge: {type: miniwob_reward, min_reward: -1}}\n"
+    )
+    result = CliRunner().invoke(app, ["tasks", "validate", str(tmp_path), "-n", "1"])
+    assert result.exit_code == 1, result.output
+    assert "miniwob/login-user" in result.output and "FAIL" in result.output
+    # each control ends the episode with MiniWoB's -1 (a step failing under
+    # load would leave it unended, still rejected: so either may catch it)
+    assert "other instance was accepted" in result.output or "near miss was accepted" in result.output
+    assert "no-op was accepted" not in result.output  # an episode that never ends is still rejected
