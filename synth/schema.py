@@ -74,10 +74,11 @@ class Element(BaseModel):
     name: str = ""
     name_from: str = ""
     """Where `name` comes from: "accname" (the accessible name, as the browser
-    computes it), "nearby-label" (synth's own: an unlabelled field named after
-    the <label> just before it, which labels no other control; the browser
-    names it nothing), "text" (a text element's visible text, where the browser
-    names none); "" when there is no name, or in data recorded before this field."""
+    computes it), or synth's own where the browser names nothing:
+    "hidden-label" (a field's own <label>, hidden by CSS), "nearby-label" (an
+    unlabelled field named after the <label> just before it, which labels no
+    other control), "text" (a text element's visible text); "" when there is
+    no name, or in data recorded before this field."""
     value: str | None = None
     checked: bool | None = None
     focused: bool = False

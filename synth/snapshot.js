@@ -252,14 +252,19 @@
     return clean(t);
   }
 
-  // [name, where it came from]: "accname" (as the browser computes it),
-  // "nearby-label" (synth's own: an unlabelled field named after the <label>
-  // just before it, a label that labels no other control), "text" (a text
-  // element's visible text, where the browser names none).
+  // [name, where it came from]: "accname" (as the browser computes it), or
+  // synth's own where the browser names nothing: "hidden-label" (a field's
+  // own <label>, hidden), "nearby-label" (an unlabelled field named after
+  // the <label> just before it, a label that labels no other control),
+  // "text" (a text element's visible text).
   function nameOf(el, r) {
     const n = clean(accName(el, r));
     if (n) return [n, "accname"];
     if (isField(el)) {
+      // its own <label>, hidden (display:none labels name nothing in the tree)
+      const labels = el.labels ? Array.from(el.labels).filter(hidden) : [];
+      const own = clean(labels.map((l) => l.textContent).join(" "));
+      if (own) return [own, "hidden-label"];
       const prev = el.previousElementSibling;
       if (prev && prev.tagName === "LABEL" && !prev.htmlFor && !prev.control) {
         const t = clean(prev.innerText);
@@ -327,7 +332,9 @@
   function nativeName(el, r, ctx) {
     const tag = el.tagName;
     if (!ctx.recursive && el.labels && el.labels.length) {
-      const t = Array.from(el.labels, (l) => textAlternative(l, { ...ctx, recursive: true })).join(" ").trim();
+      // a hidden <label> names nothing (Trac's display:none "Search:")
+      const t = Array.from(el.labels, (l) => hidden(l) ? "" : textAlternative(l, { ...ctx, recursive: true }))
+        .join(" ").trim();
       if (t) return t;
     }
     if (tag === "INPUT") {
@@ -354,8 +361,10 @@
       if (alt > 0) return content.slice(alt + 3).replace(/^["']|["']$/g, "");
     }
     if (tag === "OPTION") {
+      // its label attribute, but only over text of its own (Chromium names
+      // <option label="(unset)"></option> nothing)
       const l = el.getAttribute("label");
-      return l && l.trim() ? l : null;
+      return l && l.trim() && el.text.trim() ? l : null;
     }
     if (tag === "OPTGROUP") return el.getAttribute("label");
     const first = { FIELDSET: "LEGEND", FIGURE: "FIGCAPTION", TABLE: "CAPTION" }[tag];
