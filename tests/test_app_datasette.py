@@ -1,0 +1,59 @@
+"""Datasette (a real third-party application, apps/datasette) as a synth
+site: every prototype of apps/datasette/templates validates on the real app
+in real Chromium: its solver passes, and no negative control (no-op, another
+instance's answer, another instance's solution) is accepted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("datasette", reason="Datasette is not installed (pip install 'datasette>=0.65,<0.66')")
+
+from synth.plugins import load_modules  # noqa: E402
+from synth.validate import validate  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ROOT / "apps" / "datasette" / "templates"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def datasette_plugin():
+    load_modules(["apps.datasette.site", "apps.datasette.solvers"], [str(ROOT)])
+
+
+def test_seed_is_deterministic(tmp_path):
+    import sqlite3
+
+    from apps.datasette.seed import build
+
+    def dump(seed: int, name: str) -> list:
+        con = sqlite3.connect(build(tmp_path / name, seed))
+        try:
+            return [con.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+                    for t in ("restaurants", "inspections", "violations")]
+        finally:
+            con.close()
+
+    first = dump(0, "a")
+    assert first == dump(0, "b") and first != dump(1, "c")
+    restaurants, inspections, violations = first
+    assert len(restaurants) == 420 and len(inspections) > 1500 and len(violations) > 2000
+
+
+@pytest.mark.timeout(600)
+async def test_every_datasette_prototype_validates():
+    reports = await validate(TEMPLATES, instances=1, concurrency=3)
+    assert len(reports) >= 8
+    table = {r.template_id: (r.solver_passes, r.distinct, {k: (c.false_accepts, c.runs) for k, c in r.controls.items()})
+             for r in reports}
+    bad = {r.template_id: (r.problems, r.solver_failures, [c.examples for c in r.controls.values()])
+           for r in reports if not r.ok}
+    assert not bad, bad
+    for r in reports:
+        assert r.solver_passes == r.instances == 1, table
+        assert r.distinct >= 50, table
+        assert r.controls["no-op"].runs == 1 and r.controls["other instance"].runs == 1, table
+        assert r.false_accepts == 0, table
+    assert sum(1 for r in reports if r.controls["wrong answer"].runs) >= 8  # the information-seeking ones
