@@ -75,14 +75,22 @@ CUISINES = [
     "Ethiopian", "American", "French", "Korean", "Caribbean", "Bakery", "Cafe",
 ]
 CUISINE_WORDS = {
-    "Italian": ["Trattoria", "Osteria", "Pizzeria", "Pasta Bar"], "Chinese": ["Dumpling House", "Noodle Bar", "Kitchen", "Garden"],
-    "Mexican": ["Taqueria", "Cantina", "Cocina", "Tortilleria"], "Indian": ["Tandoor", "Curry House", "Masala Kitchen", "Dhaba"],
-    "Japanese": ["Sushi Bar", "Ramen Shop", "Izakaya", "Bento"], "Thai": ["Thai Kitchen", "Noodle House", "Thai Garden", "Street Food"],
-    "Vietnamese": ["Pho House", "Banh Mi", "Noodle Shop", "Kitchen"], "Greek": ["Taverna", "Souvlaki", "Grill", "Kouzina"],
-    "Lebanese": ["Grill", "Falafel", "Mezze House", "Bakery"], "Ethiopian": ["Kitchen", "Cafe", "Injera House", "Restaurant"],
-    "American": ["Diner", "Burger Joint", "Grill", "Smokehouse"], "French": ["Bistro", "Brasserie", "Cafe", "Creperie"],
-    "Korean": ["BBQ", "Kitchen", "Chicken", "Tofu House"], "Caribbean": ["Jerk Shack", "Roti Shop", "Kitchen", "Grill"],
-    "Bakery": ["Bakery", "Bake Shop", "Patisserie", "Bread Co."], "Cafe": ["Cafe", "Coffee House", "Espresso Bar", "Tea Room"],
+    "Italian": ["Trattoria", "Osteria", "Pizzeria", "Pasta Bar"],
+    "Chinese": ["Dumpling House", "Noodle Bar", "Kitchen", "Garden"],
+    "Mexican": ["Taqueria", "Cantina", "Cocina", "Tortilleria"],
+    "Indian": ["Tandoor", "Curry House", "Masala Kitchen", "Dhaba"],
+    "Japanese": ["Sushi Bar", "Ramen Shop", "Izakaya", "Bento"],
+    "Thai": ["Thai Kitchen", "Noodle House", "Thai Garden", "Street Food"],
+    "Vietnamese": ["Pho House", "Banh Mi", "Noodle Shop", "Kitchen"],
+    "Greek": ["Taverna", "Souvlaki", "Grill", "Kouzina"],
+    "Lebanese": ["Grill", "Falafel", "Mezze House", "Bakery"],
+    "Ethiopian": ["Kitchen", "Cafe", "Injera House", "Restaurant"],
+    "American": ["Diner", "Burger Joint", "Grill", "Smokehouse"],
+    "French": ["Bistro", "Brasserie", "Cafe", "Creperie"],
+    "Korean": ["BBQ", "Kitchen", "Chicken", "Tofu House"],
+    "Caribbean": ["Jerk Shack", "Roti Shop", "Kitchen", "Grill"],
+    "Bakery": ["Bakery", "Bake Shop", "Patisserie", "Bread Co."],
+    "Cafe": ["Cafe", "Coffee House", "Espresso Bar", "Tea Room"],
 }
 NAME_FIRST = [
     "Golden", "Blue", "Red", "Little", "Lucky", "Happy", "Silver", "Green", "Old", "Royal", "Sunny", "Twin", "Copper",
@@ -128,7 +136,9 @@ def restaurant_name(rng: random.Random, cuisine: str) -> str:
     word = rng.choice(CUISINE_WORDS[cuisine])
     form = rng.random()
     if form < 0.4:
-        return f"{rng.choice(NAME_FIRST)} {rng.choice(NAME_FIRST[::-1]) if rng.random() < 0.2 else ''} {word}".replace("  ", " ")
+        first = rng.choice(NAME_FIRST)
+        second = f"{rng.choice(NAME_FIRST[::-1])} " if rng.random() < 0.2 else ""
+        return f"{first} {second}{word}"
     if form < 0.75:
         return f"{rng.choice(NAME_OWNERS)} {word}"
     return f"The {rng.choice(NAME_FIRST)} {word}"
@@ -175,7 +185,8 @@ def build(dest: Path, seed: int = 0, restaurants: int = 420) -> Path:
         phone = f"(506) 555-{rng.randrange(0, 10000):04d}"
         rows.append((len(rows) + 1, name, cuisine, address, hood, seats, opened, phone))
     con.executemany("INSERT INTO restaurants VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    con.execute("INSERT INTO restaurants_fts (rowid, name, cuisine, address) SELECT id, name, cuisine, address FROM restaurants")
+    con.execute("INSERT INTO restaurants_fts (rowid, name, cuisine, address) "
+                "SELECT id, name, cuisine, address FROM restaurants")
 
     inspections, violations = [], []
     span = (END - START).days
