@@ -43,8 +43,24 @@ def test_seed_is_deterministic(tmp_path):
 
 
 @pytest.mark.timeout(600)
-async def test_every_datasette_prototype_validates():
-    reports = await validate(TEMPLATES, instances=1, concurrency=3)
+async def test_every_datasette_prototype_validates(monkeypatch):
+    # validate() starts the site but does not stop it: stop it here, so no
+    # Datasette process outlives the test (they run in sessions of their own)
+    import synth.sites
+
+    started = []
+    get_site = synth.sites.get_site
+
+    def recording(name, **options):
+        started.append(get_site(name, **options))
+        return started[-1]
+
+    monkeypatch.setattr(synth.sites, "get_site", recording)
+    try:
+        reports = await validate(TEMPLATES, instances=1, concurrency=3)
+    finally:
+        for site in started:
+            await site.stop()
     assert len(reports) >= 8
     table = {r.template_id: (r.solver_passes, r.distinct, {k: (c.false_accepts, c.runs) for k, c in r.controls.items()})
              for r in reports}
