@@ -256,8 +256,6 @@ async def print_snapshot(
 
     out = file or sys.stdout
     task = task_for(site, target, seed, templates)
-    the_site = get_site(site)
-    await the_site.start()
     if browser is None:
         async with async_playwright() as p:
             b = await launch_browser(p, BrowserConfig())
@@ -266,6 +264,8 @@ async def print_snapshot(
                                             file=out, browser=b)
             finally:
                 await b.close()
+    the_site = get_site(site)
+    await the_site.start()
     env = BrowserEnv(browser, the_site, BrowserConfig(screenshots=False))
     try:
         obs = await env.reset(task)
@@ -279,6 +279,7 @@ async def print_snapshot(
         return obs
     finally:
         await env.close()
+        await the_site.stop()  # an application site's instances are processes of their own
 
 
 def print_snapshot_sync(site: str, target: str, **kwargs: Any) -> Observation:

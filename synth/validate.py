@@ -469,6 +469,8 @@ async def validate(
             await asyncio.gather(*solutions.values())
         finally:
             await chromium.close()
+            for site in sites.values():
+                await site.stop()  # an application site's instances are processes of their own
     for report in reports:
         _note(report)
     return reports

@@ -36,12 +36,15 @@ lists the file under `plugins:`.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import ctypes
 import hashlib
 import importlib.util
 import json
 import os
 import shlex
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -185,6 +188,7 @@ class Instance:
         return self.proc is None or self.proc.poll() is None
 
     def stop(self) -> None:
+        _running.discard(self)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -193,6 +197,31 @@ class Instance:
                 self.proc.kill()
         if self.data is not None:
             shutil.rmtree(self.data, ignore_errors=True)
+
+
+_running: set[Instance] = set()
+"""Instances this process started and has not stopped: stopped at exit, so
+a run that ends without `site.stop()` leaves no app behind."""
+
+
+@atexit.register
+def _stop_all() -> None:
+    for inst in list(_running):
+        inst.stop()
+
+
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: preexec_fn must not import or load
+except (OSError, AttributeError):  # not Linux
+    _prctl = None
+
+
+def _die_with_parent() -> None:
+    """In the app's process before exec (Linux): SIGTERM when the thread that
+    started it ends, even by SIGKILL (a killed Ray actor), which atexit does
+    not see. Only a foreign call, nothing that takes a Python lock."""
+    if _prctl is not None:
+        _prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _restore(pristine: Path, data: Path, cfg: Reset) -> None:
@@ -388,7 +417,7 @@ class AppSite(Site):
             proc = subprocess.Popen(
                 args, cwd=self.workdir(), stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, **{k: v.format(port=port, data=data, here=self.here) for k, v in cfg.env.items()}},
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_die_with_parent,
             )
         except OSError as e:
             shutil.rmtree(data, ignore_errors=True)
@@ -396,6 +425,7 @@ class AppSite(Site):
         finally:
             log.close()
         inst = Instance(self, port, data, proc, f"http://127.0.0.1:{port}")
+        _running.add(inst)
         try:
             await self._wait_ready(inst, args)
         except BaseException:
