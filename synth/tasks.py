@@ -60,6 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from synth.config import ConfigError, format_validation_error, load_yaml
 from synth.judges import JudgeParamError, check_spec
+from synth.quality.consistency import TemplateConsistency
 from synth.schema import JudgeSpec, Task, stable_id
 
 
@@ -108,6 +109,11 @@ class Template(BaseModel):
         default_factory=dict, description="slot name -> DuckDB SQL over the site's content tables (jinja2)"
     )
     start_url: str | None = Field(None, description="the page the episode starts on (a path on the site; jinja2)")
+    consistency: TemplateConsistency = Field(
+        default_factory=TemplateConsistency,
+        description="consistency checks for this template's trajectories: `typed_text: computed` (the task asks "
+        "to compute what is typed) and `ignore` (flags recorded but not rejecting); see synth.quality.consistency",
+    )
     _where: str = PrivateAttr("")
     """Where the template was declared (file and index), for error messages."""
 
@@ -455,6 +461,11 @@ class TaskSet:
     def max_steps(self, template_id: str) -> int | None:
         where = self._by_id.get(template_id)
         return where[1].max_steps if where else None
+
+    def consistency(self, template_id: str) -> TemplateConsistency | None:
+        """The template's `consistency:` declaration (None if not selected)."""
+        where = self._by_id.get(template_id)
+        return where[1].consistency if where else None
 
     @functools.cached_property
     def first_tasks(self) -> list[Task]:

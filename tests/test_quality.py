@@ -143,3 +143,131 @@ def test_dedup_verdicts_do_not_depend_on_the_order_trajectories_are_read_in():
         rng.shuffle(items)
         verdicts.add(tuple(sorted(duplicates(list(items)).items())))
     assert len(verdicts) == 1, f"{len(verdicts)} different verdicts for 12 orders of the same trajectories"
+
+
+# ---------------------------------------------------------------- typed text the task asks to compute
+
+
+async def solve_arithmetic(env, obs, before: str | None = None):
+    """MiniWoB's simple-arithmetic ("Solve the math problem..."): read
+    "a op b =", type the result (optionally `before` first, then clear it)."""
+    import re
+
+    from synth.schema import Action
+
+    problem = next(e for e in obs.elements if re.fullmatch(r"\s*\d+ [-+x] \d+ =\s*", e.name))
+    a, op, b = re.fullmatch(r"\s*(\d+) ([-+x]) (\d+) =\s*", problem.name).groups()
+    result = {"+": int(a) + int(b), "-": int(a) - int(b), "x": int(a) * int(b)}[op]
+    field = obs.find(role="textbox")
+    obs = await env.click(field)
+    if before is not None:
+        obs = await env.type(before)
+        obs = await env.step(Action(name="press", key="Control+a"))
+        obs = await env.step(Action(name="press", key="Backspace"))
+    obs = await env.type(str(result))
+    await env.click(obs.find("Submit", role="button"))
+
+
+async def test_computed_answers_are_grounded_where_the_template_says_so(env, make_task):
+    """simple-arithmetic asks for a result no page shows: without a
+    declaration the flag fires whenever the result's digits are not on the
+    page (here on most seeds); a template declaring `typed_text: computed`
+    grounds the answer the passing judge read, and only that."""
+    import functools
+
+    from synth.quality.consistency import TemplateConsistency
+
+    computed = TemplateConsistency(typed_text="computed")
+    trajectories = [await run_episode(env, make_task("simple-arithmetic", seed), solve_arithmetic,
+                                      source="solver", source_detail="test") for seed in range(10)]
+    assert all(t.status == "accepted" for t in trajectories), [t.reject_reason for t in trajectories]
+    undeclared = [check(t) for t in trajectories]
+    assert sum(flags == ["typed_text_ungrounded"] for flags in undeclared) >= 3, undeclared
+    assert all(check(t, rules=computed) == [] for t in trajectories)
+
+    # a hallucinated value typed (and cleared) before the answer is still one
+    noisy = await run_episode(env, make_task("simple-arithmetic", 0),
+                              functools.partial(solve_arithmetic, before="forty-two"),
+                              source="solver", source_detail="test")
+    assert noisy.status == "accepted"
+    assert check(noisy, rules=computed) == ["typed_text_ungrounded"]
+    # and nothing is grounded by a judge that failed
+    wrong = trajectories[0].model_copy(deep=True)
+    wrong.verdict = wrong.verdict.model_copy(update={"passed": False})
+    assert check(wrong, rules=computed) == check(wrong)
+
+
+async def test_a_judges_expected_value_grounds_a_computed_answer_only(env, make_task):
+    """Where the judge spec holds the answer, typed text is grounded by being
+    that answer (normalised), not by the judge having passed."""
+    import json
+
+    from synth.quality.consistency import TemplateConsistency
+
+    computed = TemplateConsistency(typed_text="computed")
+    for seed in range(10):  # an episode whose result is not on the page
+        t = await run_episode(env, make_task("simple-arithmetic", seed), solve_arithmetic, source="solver",
+                              source_detail="test")
+        if check(t):
+            break
+    typed = next(s.action.text for s in t.steps if s.action.name == "type")
+
+    def judged(expected):
+        config = json.loads(t.task_config)
+        config["judge"] = {"type": "all_of", "judges": [{"type": "string_match", "expected": expected}]}
+        return t.model_copy(update={"task_config": json.dumps(config)})
+
+    assert check(judged([f"{typed}.00"]), rules=computed) == []
+    assert check(judged(["12345"]), rules=computed) == ["typed_text_ungrounded"]
+    assert check(judged([typed])) == ["typed_text_ungrounded"]  # undeclared: the judge grounds nothing
+
+
+def test_typed_text_is_grounded_by_words_not_by_fragments():
+    from synth.quality.consistency import _grounded
+
+    assert _grounded("Agustina", 'Enter "agustina" into the field')
+    assert _grounded("2010-05-20", "Enter 05/20/2010 as the date")
+    assert not _grounded("7", "Copyright 2017")  # a digit inside another number grounds nothing
+    assert not _grounded("ab", "grab a bag")
+
+
+def test_templates_declare_their_consistency_rules(tmp_path):
+    from synth.config import ConfigError
+    from synth.tasks import TaskSet, load_templates, seed_range
+
+    path = tmp_path / "arith.yaml"
+    path.write_text(
+        "site: miniwob\n"
+        "templates:\n"
+        "  - {id: simple-arithmetic, params: {task: simple-arithmetic}, judge: {type: miniwob_reward},\n"
+        "     consistency: {typed_text: computed, ignore: [loop]}}\n"
+        "  - {id: enter-text, params: {task: enter-text}, judge: {type: miniwob_reward}}\n"
+    )
+    (site, arith), (_, plain) = load_templates(path)
+    assert arith.consistency.typed_text == "computed" and arith.consistency.ignore == ["loop"]
+    assert plain.consistency.typed_text == "seen" and plain.consistency.ignore == []
+    tasks = TaskSet([(site, tpl, seed_range(tpl, 2)) for tpl in (arith, plain)])
+    assert tasks.consistency("miniwob/simple-arithmetic").typed_text == "computed"
+    assert tasks.consistency("miniwob/no-such") is None
+    path.write_text(
+        "site: miniwob\n"
+        "templates:\n"
+        "  - {id: x, params: {task: enter-text}, judge: {type: miniwob_reward}, consistency: {ignore: [loops]}}\n"
+    )
+    try:
+        load_templates(path)
+    except ConfigError as e:
+        assert "templates[0] (x)" in str(e) and "consistency.ignore" in str(e) and "loops" in str(e), str(e)
+    else:
+        raise AssertionError("an unknown flag loaded")
+
+
+async def test_a_templates_ignored_flag_is_recorded_but_does_not_reject(env, make_task):
+    from synth.quality.consistency import TemplateConsistency
+
+    t = await record(env, make_task, "login-user", 3)
+    t.steps.append(t.steps[-1].model_copy(update={"index": len(t.steps)}))  # a loop
+    rules = TemplateConsistency(ignore=["loop"])
+    plain, lenient = ConsistencyCheck(), ConsistencyCheck(templates={t.template_id: rules})
+    (out,) = list(lenient([t]))
+    assert out.consistency_flags == ["loop"] and lenient.rejects(out) == [] and plain.rejects(out) == ["loop"]

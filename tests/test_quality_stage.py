@@ -144,3 +144,51 @@ async def test_minimality_drop_removes_the_step_and_keeps_the_trajectory(recorde
     first = recorded["noisy"].steps[1].action
     assert noisy["steps"][0]["action"]["name"] == first.name
     assert noisy["steps"][0]["action"]["x"] == pytest.approx(first.x, abs=1e-6)
+
+
+async def test_a_templates_consistency_declaration_reaches_the_gate(browser, miniwob_site, tmp_path):
+    """simple-arithmetic through `synth run`: the template that declares its
+    typed text computed keeps every correct episode; the same task undeclared
+    loses those whose result no page showed, to `typed_text_ungrounded`."""
+    from synth.env import BrowserEnv
+    from synth.quality.consistency import check
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_quality import solve_arithmetic
+
+    templates = tmp_path / "arith.yaml"
+    templates.write_text(
+        "site: miniwob\n"
+        "defaults: {params: {task: simple-arithmetic}, judge: {type: miniwob_reward}, max_steps: 8}\n"
+        "templates:\n"
+        "  - {id: arith, consistency: {typed_text: computed}}\n"
+        "  - {id: arith-undeclared, seeds: {start: 4, count: 100}}\n"
+    )
+    recorded = []
+    for t in tasks_from(templates, seeds=4):
+        recorded.append(await run_episode(BrowserEnv(browser, miniwob_site), t, solve_arithmetic,
+                                          source="solver", source_detail="arith"))
+    assert all(t.status == "accepted" for t in recorded)
+    unseen = {t.trajectory_id for t in recorded if t.template_id == "miniwob/arith-undeclared" and check(t)}
+    assert unseen, "no undeclared episode typed a result the page did not show"
+    # the declaration matters: some declared episodes typed a result no page showed too
+    assert any(check(t) for t in recorded if t.template_id == "miniwob/arith")
+    staging.write_batch(tmp_path / "out/staging", recorded, "recorded")
+    p = tmp_path / "pipeline.yaml"
+    p.write_text(
+        f"name: arith\noutput_dir: {tmp_path / 'out'}\n"
+        f"tasks:\n  - templates: {templates}\n    seeds_per_template: 4\n"
+        "sources:\n  solver: {enabled: false}\n"
+        "quality:\n  dedup: {enabled: false}\n  replay: {actors: 1, contexts_per_actor: 2}\n"
+        "ray: {batch_size: 2, num_cpus: 2}\n"
+    )
+    result = subprocess.run([sys.executable, "-m", "synth.cli", "run", str(p)], capture_output=True, text=True,
+                            timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["trajectory_id"]: r for r in pq.read_table(tmp_path / "out/data/trajectories").to_pylist()}
+    for t in recorded:
+        row = rows[t.trajectory_id]
+        if t.trajectory_id in unseen:
+            assert row["status"] == "rejected" and row["reject_reason"] == "consistency: typed_text_ungrounded", row
+        else:
+            assert row["status"] == "accepted" and row["consistency_flags"] == [], row

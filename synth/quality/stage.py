@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from synth import staging, storage
 from synth.config import QualityConfig
 from synth.faults import crash_point
-from synth.quality.consistency import check
+from synth.quality.consistency import TemplateConsistency, check
 from synth.quality.dedup import Item, action_key, duplicates
 from synth.quality.replay import ReplayJob, ReplayResult, noop_steps, pack_steps, sampled, steps_of, unpack_steps
 from synth.schema import Monologue, Review, Trajectory
@@ -84,12 +84,13 @@ class _Light:
     noop: list[int]
 
 
-def _light(t: Trajectory, max_steps: int | None) -> _Light:
+def _light(t: Trajectory, max_steps: int | None, rules: TemplateConsistency | None = None) -> _Light:
     passed = t.status == "accepted"
     return _Light(
         t.trajectory_id, t.task_id, t.template_id, t.seed, passed, t.reject_reason, len(t.steps),
         action_key(t.instruction, [s.action for s in t.steps]),
-        check(t, max_steps) if passed else [], pack_steps(steps_of(t)) if passed else b"", noop_steps(t) if passed else [],
+        check(t, max_steps, rules) if passed else [], pack_steps(steps_of(t)) if passed else b"",
+        noop_steps(t) if passed else [],
     )
 
 
@@ -104,7 +105,8 @@ def scan(staging_dir: storage.Location, tasks: TaskSet) -> list[_Light]:
             s["observation"]["screenshot"] = None
         t = Trajectory.model_validate(row)
         planned = tasks.contains(t.template_id, t.seed)
-        out.append(_light(t, tasks.max_steps(t.template_id) if planned else None))
+        out.append(_light(t, tasks.max_steps(t.template_id) if planned else None,
+                          tasks.consistency(t.template_id) if planned else None))
     return out
 
 
@@ -203,7 +205,7 @@ def assess(
             verdicts[it.trajectory_id] = Verdict("accepted", None, review=review)
             alive.append(it)
 
-    # consistency
+    # consistency: the pipeline's ignored flags and the template's own
     ignore = set(config.consistency.ignore)
     by_flag: Counter = Counter()
     kept = []
@@ -211,7 +213,9 @@ def assess(
         v = verdicts[it.trajectory_id]
         v.consistency_flags = it.flags
         by_flag.update(it.flags)
-        rejecting = [f for f in it.flags if f not in ignore] if config.consistency.enabled else []
+        rules = tasks.consistency(it.template_id)
+        ignored = ignore | set(rules.ignore if rules is not None else ())
+        rejecting = [f for f in it.flags if f not in ignored] if config.consistency.enabled else []
         if rejecting:
             v.status, v.reject_reason = "rejected", f"consistency: {', '.join(rejecting)}"
         else:
