@@ -89,17 +89,11 @@ def _words(text: str) -> list[str]:
 
 
 def _grounded(text: str, haystack: str) -> bool:
-    """Whether typed text occurs in what the agent read: as a run of whole
-    words (case and spacing aside), or word by word ("05/20/2010" typed as
-    "2010-05-20")."""
-    words = _words(text)
-    if not words:
-        return True  # only punctuation or spaces: nothing to hallucinate
-    seen = _words(haystack)
-    n = len(words)
-    if any(seen[i:i + n] == words for i in range(len(seen) - n + 1)):
-        return True
-    return set(words) <= set(seen)
+    """Whether typed text comes from what the agent read: every word of it
+    (case aside) is a word there, not a fragment of one ("05/20/2010" grounds
+    "2010-05-20"; "2017" does not ground "7")."""
+    words = set(_words(text))
+    return words <= set(_words(haystack))  # no words (punctuation, spaces): nothing to hallucinate
 
 
 def expected_values(judge: dict[str, Any]) -> list[str]:
