@@ -85,21 +85,17 @@
     "math", "img", "iframe", "video", "audio", "canvas", "meter", "progressbar", "scrollbar", "separator",
     "figure", "status", "alert",
   ]);
-  // roles ARIA names from aria-label alone (no title)
+  // roles Chromium names from aria-label and aria-labelledby only, never a title
   const NAME_PROHIBITED = new Set(["generic", "text", "none", "paragraph", "code", "deletion", "emphasis",
     "insertion", "strong", "subscript", "superscript", "caption", "mark", "time"]);
   const TEXT_CONTROL = new Set(["textbox", "searchbox", "combobox", "listbox", "slider", "spinbutton"]);
-  const WIDGETS = new Set([
-    "button", "checkbox", "combobox", "link", "listbox", "menuitem", "menuitemcheckbox", "menuitemradio",
-    "option", "radio", "searchbox", "slider", "spinbutton", "switch", "tab", "textbox", "treeitem", "date",
-    "datetime", "time", "color",
-  ]);
   // what a name falls back to, where Chromium computes none, for these
   const TEXT_ROLES = new Set(["text", "label", "listitem", "paragraph", "term", "definition", "status",
     "alert", "caption", "row", "cell"]);
   const REPLACED = new Set(["IMG", "INPUT", "SELECT", "TEXTAREA", "BUTTON", "VIDEO", "AUDIO", "CANVAS",
     "IFRAME", "svg", "OBJECT", "EMBED", "METER", "PROGRESS"]);
-  const TEXT_INPUTS = new Set(["text", "email", "tel", "url", "search", "password", "number"]);
+  // input types that take a list of suggestions (a combobox then)
+  const LIST_INPUTS = new Set(["text", "email", "tel", "url", "search"]);
 
   // While one snapshot is taken, styles and roles are computed once per element.
   let cache = null;
@@ -171,7 +167,7 @@
         return el.hasAttribute("href") || clickable(el) ? "link" : "generic";
       case "INPUT": {
         const type = (el.getAttribute("type") || "text").toLowerCase();
-        if (el.hasAttribute("list") && (TEXT_INPUTS.has(type) && type !== "number" && type !== "password")) {
+        if (el.hasAttribute("list") && LIST_INPUTS.has(type)) {
           return "combobox";
         }
         return INPUT_ROLES[type] || "textbox";
