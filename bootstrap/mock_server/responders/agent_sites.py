@@ -60,9 +60,9 @@ def shop_product_price(p: AgentPrompt, m):
 @rule(r'How much karma does the author of the post "(.+)" have\? Answer with the number\.')
 def forum_author_karma(p: AgentPrompt, m):
     title = m[1]
-    karma = p.first("text", "Karma")
+    karma = p.first(None, "Karma")  # a <dt>: "term" as Chromium has it ("text" in older snapshots)
     if karma is not None:
-        value = _after(p, karma, lambda e: e.role == "text" and bool(re.fullmatch(r"-?[\d,]+", e.name)))
+        value = _after(p, karma, lambda e: e.role in ("definition", "text") and bool(re.fullmatch(r"-?[\d,]+", e.name)))
         if value is not None:
             return answer(value.name, f"The author's profile shows {value.name} karma.")
     heading = p.first("heading", title)
