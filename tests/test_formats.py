@@ -334,7 +334,7 @@ def test_a_chosen_subset_and_unknown_names(recorded, tmp_path):
     folders = lambda: sorted(p.name for p in (tmp_path / "data").iterdir())  # noqa: E731
     assert folders() == ["sft-cogagent", "sft-messages", "steps", "trajectories"]
     assert (tmp_path / "dataset_info.json").exists()
-    with pytest.raises(ValueError, match="unknown SFT format.*'aguvis'.*known: aguvis-grounding"):
+    with pytest.raises(ValueError, match="unknown SFT format.*'aguvis'.*known SFT formats: aguvis-grounding"):
         export(tmp_path, formats=["aguvis"])
     assert folders() == ["sft-cogagent", "sft-messages", "steps", "trajectories"]  # nothing half-written
     export(tmp_path, formats=[])
