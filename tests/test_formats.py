@@ -351,5 +351,5 @@ def test_a_chosen_subset_and_unknown_names(recorded, tmp_path):
     empty = pq.read_table(none / "data/sft-messages")
     assert empty.num_rows == 0 and empty.column_names[:2] == ["messages", "images"]
     assert ExportConfig().formats == list(sft.FORMATS)
-    with pytest.raises(ValidationError, match="known: aguvis-grounding, aguvis-planning, cogagent, messages, openai"):
+    with pytest.raises(ValidationError, match="known SFT formats: aguvis-grounding, aguvis-planning, cogagent, messages, openai"):
         ExportConfig(formats=["messages", "sharegpt"])
