@@ -28,12 +28,12 @@ kind. Their controls are:
     control; it is counted as `coincided`, reported in the notes, and the next
     seed is tried (up to `OTHER_SEED_TRIES` seeds).
   - **near miss**: this seed's own solution with one target moved to a
-    sibling: the first click whose element has another of the same kind in
-    view (tag, role and a class in common, another name or both unnamed:
-    another post's menu icon) clicks that one
-    instead, the rest replayed as recorded; the last such click is moved
-    first. The wrong button, option, checkbox, link, date or e-mail: the
-    mistake an agent makes. An accepted near miss that did this seed's own
+    sibling: a click whose element has another of the same kind in view
+    (tag, role and a class in common, another name or both unnamed: another
+    post's menu icon) clicks that one instead, or a choice from a list takes
+    another option; the rest is replayed as recorded, and the last such step
+    is moved first. The wrong button, option, checkbox, link, date or e-mail:
+    the mistake an agent makes. An accepted near miss that did this seed's own
     work (a sibling of the same effect), or whose moved click changed nothing
     on the page (the tab already open: the run is then the solution without
     that click, and it passing says the solver explored, not that the judge
@@ -74,7 +74,7 @@ OTHER_SEED_TRIES = 3
 """Seeds whose solutions the other-instance control replays on one seed's
 page, at most, until one does not coincide with that seed's own work."""
 NEAR_MISS_TRIES = 3
-"""Clicks the near-miss control moves, at most, until one is a control."""
+"""Steps the near-miss control changes, at most, until one is a control."""
 
 
 @dataclass
@@ -195,10 +195,10 @@ def _as_other(solver: Policy, other: Task) -> Policy:
     return run
 
 
-def _replayed(steps: list[ReplayStep], move: tuple[int, float, float] | None = None) -> Policy:
+def _replayed(steps: list[ReplayStep], move: tuple[int, dict[str, Any]] | None = None) -> Policy:
     """Recorded steps acted again by their coordinates and text (no looking
-    for the recorded target: where it was is what is replayed); `move` puts
-    one step's point elsewhere (index, x, y)."""
+    for the recorded target: where it was is what is replayed); `move`
+    changes one step's action (index, fields: another point, another option)."""
 
     async def run(env: BrowserEnv, obs: Observation) -> None:
         for i, step in enumerate(steps):
@@ -206,7 +206,7 @@ def _replayed(steps: list[ReplayStep], move: tuple[int, float, float] | None = N
                 await asyncio.sleep(step.waited_ms / 1000)
             action = step.action
             if move is not None and i == move[0]:
-                action = action.model_copy(update={"x": move[1], "y": move[2]})
+                action = action.model_copy(update=move[1])
             await env.step(action)
             if env.steps[-1].error:
                 raise RuntimeError(f"step {len(env.steps) - 1} failed: {env.steps[-1].error}")
@@ -252,20 +252,30 @@ def _active(e: Element) -> bool:
     return any("active" in c or "selected" in c for c in e.html_class.split())
 
 
-def near_misses(t: Trajectory) -> list[tuple[int, float, float, Element, Element]]:
-    """Where a near miss may click instead: for each click whose element has
+def near_misses(t: Trajectory) -> list[tuple[int, dict[str, Any], Element, Element]]:
+    """Where a near miss may act instead: for each click whose element has
     a sibling of the same kind in the step's observation (`_same_kind`, in
-    view, of another name or both unnamed, not focused), the step, the
-    sibling's centre, the element and the sibling; the last click first (the
-    final choice is what a task is about; earlier clicks are often
-    exploration). Preferred: a sibling not already active or selected (the
-    open tab: clicking it does nothing), one no step acts on, the nearest in
-    document order after the target."""
+    view, of another name or both unnamed, not focused), the click moved to
+    the sibling's centre; for each choice from a list (`select`), another of
+    its options. Each as (step, the action's new fields, the element, the
+    sibling), the last first (the final choice is what a task is about;
+    earlier clicks are often exploration). Preferred: a sibling not already
+    active or selected (the open tab: clicking it does nothing), one no step
+    acts on, the nearest in document order after the target."""
     acted = {s.element.id for s in t.steps if s.element is not None}
     out = []
     for i, s in enumerate(t.steps):
-        el, obs = s.element, s.observation
-        if s.action.name not in CLICKS or el is None or s.action.x is None or s.error:
+        el, obs, a = s.element, s.observation, s.action
+        if el is None or s.error:
+            continue
+        if a.name == "select" and a.text is not None:
+            options = [e for e in obs.elements if e.parent == el.id and e.role == "option" and e.name
+                       and e.name != a.text and (e.value or e.name) != a.text]
+            if options:
+                other = min(options, key=lambda e: (e.id < el.id, abs(e.id - el.id)))
+                out.append((i, {"text": other.value or other.name}, el, other))
+            continue
+        if a.name not in CLICKS or a.x is None:
             continue
         siblings = [
             e for e in obs.elements
@@ -275,7 +285,7 @@ def near_misses(t: Trajectory) -> list[tuple[int, float, float, Element, Element
         if siblings:
             other = min(siblings, key=lambda e: (_active(e), e.id in acted, e.id < el.id, abs(e.id - el.id)))
             x, y = obs.normalise(*other.box.center)
-            out.append((i, x, y, el, other))
+            out.append((i, {"x": x, "y": y}, el, other))
     return out[::-1]
 
 
@@ -362,10 +372,11 @@ async def validate(
             if not candidates:
                 stats.inapplicable += 1
                 return None
-            for i, x, y, was, instead in candidates[:NEAR_MISS_TRIES]:
-                detail = (f"control:near-miss: step {i} on {instead.role} {instead.name[:40]!r} "
-                          f"instead of {was.name[:40]!r}")
-                t = await episode(task, _replayed(own_steps, (i, x, y)), detail)
+            for i, update, was, instead in candidates[:NEAR_MISS_TRIES]:
+                what = (f"{instead.role} {instead.name[:40]!r}" if "x" in update
+                        else f"option {update['text'][:40]!r} of {was.role} {was.name[:40]!r}")
+                detail = f"control:near-miss: step {i} on {what} instead of {was.name[:40]!r}"
+                t = await episode(task, _replayed(own_steps, (i, update)), detail)
                 if not t.verdict.passed:
                     return t
                 if work(t) == work(own):
@@ -500,7 +511,8 @@ def _note(report: PrototypeReport) -> None:
     if miss.inapplicable:
         report.notes.append(
             f"near miss: for {miss.inapplicable} seed(s) the solution has no click with a sibling of the same "
-            "kind to click instead" + (" that is a control" if miss.coincided or miss.inert else "")
+            "kind, nor a choice with another option, to take instead"
+            + (" that is a control" if miss.coincided or miss.inert else "")
         )
 
 
