@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+from pathlib import Path
 
 import pytest
 
@@ -27,7 +28,8 @@ def test_solvers_never_touch_the_raw_page():
 
 
 def test_every_registered_solver_has_a_template():
-    used = {tpl.solver for _, tpl in load_templates("templates/tasks")}
+    folders = ["templates/tasks", *sorted(str(p) for p in Path("apps").glob("*/templates"))]
+    used = {tpl.solver for folder in folders for _, tpl in load_templates(folder)}
     assert set(SOLVERS) <= used, sorted(set(SOLVERS) - used)
 
 
