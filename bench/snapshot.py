@@ -30,10 +30,10 @@ summary), and elements with a click listener of their own. Roles compare in
 synth's vocabulary (Chromium's image is img, LabelText is label,
 DisclosureTriangle is button, InputTime is time; synth's "text", a generic
 element with text of its own, is generic); names compare where Chromium's is
-not empty, whitespace collapsed, up to synth's 120-character cap, and where
-synth gives a name it says is the browser's (`name_from` "accname") and
-Chromium gives none (that counts as a disagreement). Identical states (same
-URL, same roles and names) are measured once.
+not empty, whitespace collapsed, up to synth's 120-character cap; a name
+synth gives where Chromium gives none is counted as "unflagged" unless its
+`name_from` says it is synth's own. Identical states (same URL, same roles and
+names) are measured once.
 
 Printed: per site the pages, elements compared, role agreement, names
 compared and name agreement; the disagreements grouped by kind with examples;
@@ -41,7 +41,8 @@ the names synth gives where Chromium gives none, by where they come from
 (`name_from`: only "hidden-label" and "nearby-label" on fields and "text" on
 text elements are expected); and the check that no control is ever named from another
 control's <label>. `--check` exits 1 if a site's role or name agreement is
-below `--target`, or a control is named from another control's label.
+below `--target`, a name is unflagged, or a control is named from another
+control's label.
 `--snapshot-js FILE` measures another version of synth/snapshot.js (e.g.
 `git show <commit>:synth/snapshot.js > /tmp/old.js`). `--cost` also times,
 on each page, the snapshot (one evaluate, as BrowserEnv takes it) against
@@ -113,6 +114,8 @@ class Tally:
     borrowed: list[Example] = field(default_factory=list)  # controls named from another control's label
     episodes: int = 0
     solved: int = 0
+    unflagged: int = 0  # interactive elements named where Chromium gives no name, not marked as synth's own
+    unmapped: int = 0
     cost: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # --cost, ms
     failed: list[str] = field(default_factory=list)
 
@@ -163,7 +166,8 @@ class Meter:
         suspects: list[tuple[Element, BrowserNode]] = []
         for el in obs.elements:
             node = nodes.get(el.id)
-            if node is None:
+            if node is None:  # the node went away (a navigation) between the snapshot and the tree
+                tally.unmapped += 1
                 continue
             if el.name and not clean(node.name):
                 tally.extra[(el.name_from or "?", plain_role(el.role))] += 1
@@ -184,8 +188,8 @@ class Meter:
                     tally.kinds[f"name {kind}: <{el.tag}> {plain_role(node.role)}"].append(
                         Example(where, el.tag, _q(el.name), _q(node.name)))
             elif el.name and el.name_from not in ("hidden-label", "nearby-label", "text"):
-                # a name synth says is the browser's, which the browser does not give
-                tally.names += 1
+                # a name synth does not say is its own, which the browser does not give
+                tally.unflagged += 1
                 tally.kinds[f"name only synth's ({el.name_from or 'no name_from'}): <{el.tag}> {plain_role(el.role)}"].append(
                     Example(where, el.tag, _q(el.name), '""'))
             if el.tag in ("input", "select", "textarea", "button") and el.name and not node.same_name(el.name):
@@ -367,17 +371,20 @@ def progress(name: str, meter: Meter, i: int, n: int, done: bool = False) -> Non
 
 def report(meter: Meter, target: float, examples: int) -> bool:
     """Print the tables; True if every site meets the target and no control borrows a label."""
-    head = f"{'site':<22}{'pages':>7}{'elements':>10}{'roles agree':>14}{'names':>8}{'names agree':>14}{'solver eps':>12}"
+    head = (f"{'site':<22}{'pages':>7}{'elements':>10}{'roles agree':>14}{'names':>8}{'names agree':>14}"
+            f"{'unflagged':>11}{'solver eps':>12}")
     print()
     print(head)
     print("-" * len(head))
     ok = True
     for name, t in meter.tallies.items():
-        met = t.role_rate * 100 >= target and t.name_rate * 100 >= target and t.elements > 0
+        met = t.role_rate * 100 >= target and t.name_rate * 100 >= target and t.elements > 0 and not t.unflagged
         ok &= met
         eps = f"{t.solved}/{t.episodes}"
         print(f"{name:<22}{t.pages:>7}{t.elements:>10}{t.role_rate * 100:>13.2f}%{t.names:>8}{t.name_rate * 100:>13.2f}%"
-              f"{eps:>12}{'' if met else '   < target'}")
+              f"{t.unflagged:>11}{eps:>12}{'' if met else '   < target'}")
+    print("(names: where Chromium gives one; unflagged: names synth gives where Chromium gives none, "
+          "without saying they are its own)")
     all_kinds: dict[str, list[tuple[str, Example]]] = defaultdict(list)
     for name, t in meter.tallies.items():
         for kind, exs in t.kinds.items():
@@ -406,6 +413,9 @@ def report(meter: Meter, target: float, examples: int) -> bool:
     for n, e in borrowed[:examples * 2]:
         print(f"    {n} {e.where}: <{e.tag}> synth {e.synth}, chromium {e.chromium}")
     ok &= not borrowed
+    unmapped = sum(t.unmapped for t in meter.tallies.values())
+    if unmapped:
+        print(f"elements not measured (their node went away before Chromium's tree was read): {unmapped}")
     failed = [(n, f) for n, t in meter.tallies.items() for f in t.failed]
     if failed:
         print()
@@ -454,7 +464,8 @@ async def main(args: argparse.Namespace) -> int:
     print(f"lowest agreement {lowest[0] * 100:.2f}% ({lowest[1]}) (target >= {args.target:g}% on every site, "
           f"roles and names)")
     if args.check and not ok:
-        print("FAIL: a site is below the target, or a control is named from another control's label", file=sys.stderr)
+        print("FAIL: a site is below the target, has unflagged names, or names a control from another control's label",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -472,7 +483,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--crawl", type=int, default=25, help="pages of each site's own crawl (default 25; 0: none)")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per solver episode (default 60)")
     ap.add_argument("--target", type=float, default=99.5, help="agreement in %% --check enforces per site (default 99.5)")
-    ap.add_argument("--check", action="store_true", help="exit 1 below --target, or if a control borrows a label")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 below --target, on an unflagged name, or if a control borrows a label")
     ap.add_argument("--examples", type=int, default=3, help="examples printed per kind of disagreement (default 3)")
     ap.add_argument("--cost", action="store_true",
                     help="also time the snapshot against CDP's full accessibility tree on each page")
