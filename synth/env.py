@@ -27,7 +27,7 @@ from playwright.async_api import Browser, BrowserContext, Page, Playwright
 from playwright.async_api import Error as PlaywrightError
 from pydantic import BaseModel, ConfigDict, Field
 
-from synth.schema import POINTER_ACTIONS, Action, Box, Element, Observation, Step, Task
+from synth.schema import POINTER_ACTIONS, Action, Box, Element, Monologue, Observation, Step, Task
 from synth.sites.base import Site
 
 DEFAULT_ARGS = [
@@ -73,7 +73,11 @@ class BrowserConfig(BaseModel):
     )
     headless: bool = True
     args: list[str] = Field(default_factory=lambda: list(DEFAULT_ARGS))
-    action_timeout_ms: int = Field(5000, gt=0)
+    action_timeout_ms: int = Field(
+        15000, gt=0,
+        description="Playwright's timeout for an action's checks (a select's actionability) and a screenshot; "
+        "on a loaded machine (load average 60+ on 2 cores) 5 s failed correct replays of long shop checkouts",
+    )
     navigation_timeout_ms: int = Field(20000, gt=0)
     screenshots: bool = True
     snapshots: bool = Field(True, description="take the accessibility snapshot each observation (replays need none)")
@@ -678,30 +682,41 @@ class BrowserEnv:
         x, y = target
         return {"x": x, "y": y}
 
-    async def click(self, target: Element | int | tuple[float, float]) -> Observation:
-        return await self.step(Action(name="click", **self._target(target)))
+    async def _intended(self, action: Action, why: str | None) -> Observation:
+        """Run `action`; `why`, the intent a solver states, becomes the recorded
+        step's thought (the planning views' "Thought:"), as a labeler's does."""
+        before = len(self.steps)
+        obs = await self.step(action)
+        if why and why.strip() and len(self.steps) > before and self.steps[-1].action.name == action.name:
+            self.steps[-1].monologue = Monologue(thought=why.strip())
+        return obs
 
-    async def double_click(self, target: Element | int | tuple[float, float]) -> Observation:
-        return await self.step(Action(name="double_click", **self._target(target)))
+    async def click(self, target: Element | int | tuple[float, float], why: str | None = None) -> Observation:
+        return await self._intended(Action(name="click", **self._target(target)), why)
 
-    async def right_click(self, target: Element | int | tuple[float, float]) -> Observation:
-        return await self.step(Action(name="right_click", **self._target(target)))
+    async def double_click(self, target: Element | int | tuple[float, float], why: str | None = None) -> Observation:
+        return await self._intended(Action(name="double_click", **self._target(target)), why)
 
-    async def hover(self, target: Element | int | tuple[float, float]) -> Observation:
-        return await self.step(Action(name="hover", **self._target(target)))
+    async def right_click(self, target: Element | int | tuple[float, float], why: str | None = None) -> Observation:
+        return await self._intended(Action(name="right_click", **self._target(target)), why)
 
-    async def type(self, text: str) -> Observation:
-        return await self.step(Action(name="type", text=text))
+    async def hover(self, target: Element | int | tuple[float, float], why: str | None = None) -> Observation:
+        return await self._intended(Action(name="hover", **self._target(target)), why)
 
-    async def press(self, key: str) -> Observation:
-        return await self.step(Action(name="press", key=key))
+    async def type(self, text: str, why: str | None = None) -> Observation:
+        return await self._intended(Action(name="type", text=text), why)
 
-    async def select(self, target: Element | int, option: str) -> Observation:
-        return await self.step(Action(name="select", text=option, **self._target(target)))
+    async def press(self, key: str, why: str | None = None) -> Observation:
+        return await self._intended(Action(name="press", key=key), why)
 
-    async def scroll(self, dy: float, dx: float = 0.0, at: tuple[float, float] | None = None) -> Observation:
+    async def select(self, target: Element | int, option: str, why: str | None = None) -> Observation:
+        return await self._intended(Action(name="select", text=option, **self._target(target)), why)
+
+    async def scroll(
+        self, dy: float, dx: float = 0.0, at: tuple[float, float] | None = None, why: str | None = None
+    ) -> Observation:
         where = {"x": at[0], "y": at[1]} if at else {}
-        return await self.step(Action(name="scroll", dx=dx, dy=dy, **where))
+        return await self._intended(Action(name="scroll", dx=dx, dy=dy, **where), why)
 
     async def drag(self, source: Element | tuple[float, float], target: Element | tuple[float, float]) -> Observation:
         def point(t: Element | tuple[float, float]) -> tuple[float, float]:

@@ -120,9 +120,13 @@ class BrowserSource(Source):
                     self.generation += 1
             return self._browser
 
+    def options_for(self, site: str) -> dict[str, Any]:
+        """The keyword arguments the site named `site` is made with."""
+        return self.site_options.get(site, {})
+
     async def site(self, name: str) -> Site:
         if name not in self._sites:
-            site = get_site(name, **self.site_options.get(name, {}))
+            site = get_site(name, **self.options_for(name))
             await site.start()
             self._sites[name] = site
         return self._sites[name]

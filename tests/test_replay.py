@@ -8,6 +8,7 @@ real HTTP server whose layout moves between loads."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.server
 import json
 import os
@@ -188,6 +189,37 @@ async def test_a_click_does_not_depend_on_its_hover(browser, miniwob_site, repla
     without = ReplayJob(t.trajectory_id, task, [s for i, s in enumerate(job.steps) if i != hover])
     outcomes = await asyncio.gather(*(replayer.verify(without) for _ in range(4)))
     assert all(r.passed for r in outcomes), [r.reason for r in outcomes if not r.passed]
+
+
+async def test_a_replay_slower_than_the_task_timer_still_verifies_the_actions(browser):
+    """MiniWoB ends an episode with reward -1 when its timer runs out. A
+    replay on a loaded machine can take longer than the recording with the
+    very same actions; the verdict must be about the actions, so a replay
+    lifts the timer (MiniWoBSite.replay_options) while a recording keeps it."""
+    from synth.sites.miniwob import MiniWoBSite
+
+    timer = {"miniwob": {"episode_max_time_ms": 1500}}
+    task = miniwob_task("click-button", 0)
+    site = MiniWoBSite(**timer["miniwob"])
+    t = await record(browser, site, task)
+    assert t.status == "accepted", t.reject_reason
+    slow = [dataclasses.replace(s, waited_ms=2500) for s in steps_of(t)]
+
+    async def slow_solver(env, obs):  # the same actions, after the timer ran out
+        for s in slow:
+            await asyncio.sleep(s.waited_ms / 1000)
+            await env.step(s.action, expected=s.target)
+
+    late = await run_episode(BrowserEnv(browser, site, BrowserConfig()), task, slow_solver, source="solver", source_detail="slow")
+    assert late.status == "rejected", "the timer did not end the recording: this test shows nothing"
+
+    r = Replayer(browser=BrowserConfig(screenshots=False, snapshots=False), site_options=timer)
+    await r.setup()
+    try:
+        result = await r.verify(ReplayJob(t.trajectory_id, task, slow))
+    finally:
+        await r.teardown()
+    assert result.passed, result.reason
 
 
 # ---------------------------------------------------------------- the replay gate on state and answer judges

@@ -38,6 +38,11 @@ class Site(ABC):
     per concurrent slot (cookies cleared, a new document each episode) instead
     of a fresh context, which costs a new renderer process and cold caches.
     Sites with server-side or stored state leave it False."""
+    replay_options: ClassVar[dict[str, Any]] = {}
+    """Options a verification replay gives the site over the pipeline's: a
+    replay checks that the recorded actions reach the goal, so a limit that
+    measures the machine's speed rather than the trajectory (a task timer
+    that a busy machine's replay overruns) is lifted here."""
 
     async def start(self) -> None:
         """Start whatever the site needs in this process (servers). Idempotent."""

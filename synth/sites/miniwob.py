@@ -100,6 +100,11 @@ class MiniWoBSite(Site):
     # even reloading it; a new document per episode is stricter. Measured on
     # 2 cores: 5.1 episodes/s reusing pages against 1.9 with fresh contexts.
     reuse_page: ClassVar[bool] = True
+    # A task's 10 s timer ends the episode with reward -1. The recording ran
+    # within it; a replay on a loaded machine (load 60+, a settle wait per
+    # action) can overrun it with the very same actions, and fail a correct
+    # trajectory for the machine's speed.
+    replay_options: ClassVar[dict[str, Any]] = {"episode_max_time_ms": 600_000}
 
     def __init__(self, base_url: str | None = None, episode_max_time_ms: int | None = None) -> None:
         """`base_url`: serve the pages from elsewhere (a MiniWoB checkout);
