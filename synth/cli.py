@@ -24,6 +24,8 @@ sites_app = typer.Typer(no_args_is_help=True, help="The sites synth knows, and w
 app.add_typer(sites_app, name="sites")
 from annotation_ui.cli import annotate_app  # noqa: E402 - registered next to the other sub-apps
 app.add_typer(annotate_app, name="annotate")
+from synth.webarena_import import import_app  # noqa: E402
+tasks_app.add_typer(import_app, name="import")
 # Piped output (CI logs, `| less`) is not cut to rich's 80-column default.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 out = Console(width=None if sys.stdout.isatty() else 160)
