@@ -142,20 +142,46 @@ def target_steps(t: Trajectory) -> list[Step]:
     return [s for s in t.steps if not s.error and s.observation.screenshot]
 
 
+def cogagent_steps(t: Trajectory) -> list[Step]:
+    """The target steps CogAgent's view keeps: those before the first select
+    (the opened list is on no screenshot, so neither it nor what follows it,
+    whose history would hold it, is expressible), no final done."""
+    kept = []
+    for s in target_steps(t):
+        if s.action.name in ("select", "drag"):
+            break
+        if s.action.name != "done":
+            kept.append(s)
+    return kept
+
+
+def plan_text(step: Step, said: str) -> str:
+    """The planning text of a step: its monologue's Observation/Thought, then the
+    low-level instruction `said` (the monologue's, else written from the action)."""
+    m = step.monologue
+    lines = [f"{k}: {v}" for k, v in (("Observation", m.observation if m else ""), ("Thought", m.thought if m else "")) if v]
+    return "\n".join([*lines, f"Action: {said}"])
+
+
 # ---------------------------------------------------------------- every format
 
 
 def test_only_accepted_trajectories_become_samples(run):
     expected = sum(len(target_steps(run.by_id[i])) for i in run.accepted)
-    assert run.stats.sft_samples == {name: expected for name in sft.FORMATS}
+    cogagent = sum(len(cogagent_steps(run.by_id[i])) for i in run.accepted)
+    assert 0 < cogagent < expected
+    assert run.stats.sft_samples == {name: cogagent if name == "cogagent" else expected for name in sft.FORMATS}
+    assert sum(run.stats.sft_left_out["cogagent"].values()) == expected - cogagent
+    assert set(run.stats.sft_left_out) == {"cogagent"}
     for name, fmt in sft.FORMATS.items():
         files = sorted(p.name for p in (run.out / "data" / fmt.config).iterdir())
         n = len(files)
         assert n > 1 and files == [f"train-{i:05d}-of-{n:05d}.{fmt.extension}" for i in range(n)]
         ds = run.load(name)
-        assert len(ds) == expected, name
+        assert len(ds) == (cogagent if name == "cogagent" else expected), name
         if fmt.schema is not None:
-            assert set(ds["trajectory_id"]) == run.accepted
+            has_rows = {i for i in run.accepted if name != "cogagent" or cogagent_steps(run.by_id[i])}
+            assert set(ds["trajectory_id"]) == has_rows
             assert "with-a-failed-step-002" not in ds["id"]
 
 
@@ -197,13 +223,14 @@ def test_aguvis_planning(run):
             said = prev.monologue.low_level_instruction if prev.monologue else None
             assert line == f"Step {i}: {said}" if said else line.startswith(f"Step {i}: ") and len(line) > 9
         gpt = conv[2:]
-        if step.monologue:
+        # every step plans in words, monologue or not: the `all` turn, then the call
+        assert [(c["from"], c["recipient"], c["end_turn"]) for c in gpt] == [("gpt", "all", False), ("gpt", "os", True)]
+        said = gpt[0]["value"].rsplit("\nAction: ", 1)[-1].removeprefix("Action: ")
+        assert said.strip() and gpt[0]["value"] == plan_text(step, said)
+        if step.monologue and step.monologue.low_level_instruction:
+            assert said == step.monologue.low_level_instruction
+        if step.monologue and step.monologue.thought:
             seen_thought += 1
-            assert [(c["from"], c["recipient"], c["end_turn"]) for c in gpt] == [("gpt", "all", False), ("gpt", "os", True)]
-            m = step.monologue
-            assert f"Thought: {m.thought}" in gpt[0]["value"] and gpt[0]["value"].endswith(f"Action: {m.low_level_instruction}")
-        else:
-            assert [(c["from"], c["recipient"], c["end_turn"]) for c in gpt] == [("gpt", "os", True)]
         assert from_aguvis(gpt[-1]["value"]) == aguvis_view(step.action)
     assert seen_thought == 5 + 4 + 1  # login's steps, its copy's but the failed one, choose-list's first
 
@@ -219,6 +246,9 @@ def test_cogagent(run):
     ds = run.load("cogagent")
     assert isinstance(ds.features["images"].feature, HFImage)
     markers = {}
+    assert sorted(ds["id"]) == sorted(
+        f"{i}-{s.index:03d}" for i in run.accepted for s in cogagent_steps(run.by_id[i])
+    )
     for row in ds:
         step, traj = run.step(row), run.by_id[row["trajectory_id"]]
         assert [m["role"] for m in row["messages"]] == ["user", "assistant"] and len(row["images"]) == 1
@@ -228,6 +258,8 @@ def test_cogagent(run):
         for box in BOX.findall(user + reply):
             x1, y1, x2, y2 = map(int, box)
             assert 0 <= x1 <= x2 <= 999 and 0 <= y1 <= y2 <= 999, box
+        # only the operations CogAgent documents
+        assert set(re.findall(r"\b([A-Z_]{3,})\(", user + reply)) <= sft.COGAGENT_OPERATIONS | {"KEY_DOWN", "KEY_UP"}
         # every history line's operation is the earlier step's action
         history = [s for s in traj.steps[: row["step_index"]] if not s.error]
         lines = user.split("History steps: ", 1)[1].split("\n(Platform:")[0].strip("\n").split("\n") if history else []
@@ -241,8 +273,8 @@ def test_cogagent(run):
         assert reply.startswith("Action: ") and "\nGrounded Operation: " in reply
         assert_cogagent_action(fields["operation"], step)
         markers[(row["template_id"], step.element.name if step.element else "")] = fields["marker"]
-    assert markers[("miniwob/choose-list", "Submit")] == COGAGENT_SENSITIVE
     assert markers[("miniwob/login-user", "Login")] == COGAGENT_GENERAL
+    assert ("miniwob/choose-list", "Submit") not in markers  # after its select: left out
     assert COGAGENT_END not in markers.values()  # no recorded answer/done step here
 
 
@@ -271,12 +303,11 @@ def test_messages_for_ms_swift_and_llamafactory(run):
         assert tags == len(row["images"]) == 1 and row["messages"][1]["content"].startswith("<image>")
         reply = row["messages"][2]["content"]
         assert sft.parse_chat_reply(reply) == aguvis_view(step.action)
-        m = step.monologue
-        if m:
-            said = [f"{k}: {v}" for k, v in (("Observation", m.observation), ("Thought", m.thought), ("Action", m.low_level_instruction)) if v]
-            assert reply.startswith("\n".join(said) + "\n```python\n")
-        else:
-            assert reply.startswith("```python\n")
+        thought, code = reply.split("\n```python\n", 1)
+        said = thought.rsplit("\nAction: ", 1)[-1].removeprefix("Action: ")
+        assert said.strip() and thought == plan_text(step, said)  # planning text on every step
+        if step.monologue and step.monologue.low_level_instruction:
+            assert said == step.monologue.low_level_instruction
     info = json.loads((run.out / "dataset_info.json").read_text())
     entry = info[sft.LLAMAFACTORY_DATASET]
     assert entry["formatting"] == "sharegpt" and entry["file_name"] == "data/sft-messages"

@@ -7,14 +7,15 @@ here: a name, a description (the dataset card shows it), an Arrow schema (or
 none for JSONL) and `samples(trajectory_row) -> Iterator[dict]`.
 
 Every text comes from the recorded data: the task instruction, the step's
-inner monologue when a generator filled it, the canonical action rendered in
-the target's action syntax, and the target element's recorded role, name and
-box. When a step has no monologue (most solver steps), nothing is invented:
-the planning formats leave the thought out, and wherever a format needs a
-step in words (Aguvis' "Previous actions", CogAgent's "Action:" line and
-history) it uses the step's low-level instruction if there is one, else a
-description built from the action and its element (`describe()`, e.g.
-"Click the button 'Submit'."). Steps whose action failed (`error`) are left
+inner monologue when a generator filled it (or the thought a labeler wrote or
+a solver stated with `env.click(el, why=...)`), the canonical action rendered
+in the target's action syntax, and the target element's recorded role, name
+and box. Every step has a low-level instruction: the monologue's, else one
+written from the action and its element (`describe()`, e.g. "Click the
+'Login' button.", "Type 'bob' into the 'Username' field."), so the planning
+views (Aguvis' `all` turn, the `messages`/`openai` reply's text, CogAgent's
+"Action:" line and history, Aguvis' "Previous actions") carry planning text
+with the LLM monologue off, and nothing is invented beyond the record. Steps whose action failed (`error`) are left
 out, as targets and as history: the action did nothing. A step without a
 screenshot gives no sample (every format here needs the image) but stays in
 the history of the next ones.
@@ -45,9 +46,14 @@ The formats and where their shapes come from (public sources, read for this):
   "(Platform: WIN)" / Mac / Mobile, "(Answer in Action-Operation-Sensitive
   format.)"; the reply "Action: ...\\nGrounded Operation: ...\\n<<一般操作>>"
   with `<<敏感操作>>` for sensitive operations), `Action_space_en.md` (the
-  operations, 0-999 boxes whose centre is where to act, `element_info`),
+  operations, 0-999 boxes whose centre is where to act, `element_info`; only
+  those are written: going back is Alt+Left, an answer is `QUOTE_TEXT` of the
+  element showing it, and a step they cannot say (a select: the opened list
+  is on no screenshot; a drag) is left out with the steps after it, counted
+  as `LeftOut`),
   `finetune/README.md` (fine-tune data: `messages` user/assistant, one image
-  per sample, `<<END>>` after `END()` on the last step), `inference/cli_demo.py`
+  per sample, `<<END>>` after the task's last action: a final `done` is no
+  sample of its own), `inference/cli_demo.py`
   (the same prompt assembly). Stored as `messages` + `images`, the ms-swift
   shape; the user text has no `<image>` tag, as CogAgent's own data has none
   (ms-swift's `Template._add_default_tags` prepends missing tags).
@@ -68,6 +74,7 @@ The formats and where their shapes come from (public sources, read for this):
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import re
@@ -84,6 +91,7 @@ from synth.actions import (
     ActionParseError,
     from_aguvis,
     point_box,
+    split_cogagent,
     to_aguvis,
     to_cogagent,
 )
@@ -184,6 +192,8 @@ class StepView:
     monologue: Monologue | None
     png: bytes | None
     history: list["StepView"]
+    elements: list[dict[str, Any]]
+    """The observation's elements as recorded (parsed only where needed)."""
 
     @property
     def sample_id(self) -> str:
@@ -200,10 +210,6 @@ class StepView:
     @property
     def screen(self) -> tuple[float, float]:
         return self.area.width, self.area.height
-
-    @property
-    def is_last(self) -> bool:
-        return self.action.name in ("answer", "done")
 
 
 def steps(traj: dict[str, Any]) -> Iterator[StepView]:
@@ -224,6 +230,7 @@ def steps(traj: dict[str, Any]) -> Iterator[StepView]:
             monologue=Monologue.model_validate(mono) if mono and any(mono.values()) else None,
             png=obs.get("screenshot"),
             history=list(history),
+            elements=obs.get("elements") or [],
         )
         history.append(view)
         yield view
@@ -235,21 +242,28 @@ def _short(text: str, limit: int = 80) -> str:
 
 
 _VAGUE_ROLES = {"", "generic", "none", "presentation", "group", "section"}
+_NOUNS = {
+    "textbox": "field", "searchbox": "search field", "combobox": "list", "listbox": "list",
+    "menuitem": "menu item", "radio": "radio button", "spinbutton": "field", "gridcell": "cell",
+    "columnheader": "column header", "rowheader": "row header", "img": "image",
+}
+"""A person's word for an accessibility role ('Type into the Username field')."""
 
 
 def _phrase(el: Element | None, at: str = "") -> str:
-    """'the button 'Submit'', 'the textbox', 'the element at (0.78, 0.6)'."""
+    """"the 'Submit' button", "the field", "the element at (0.78, 0.6)"."""
     if el is None:
         return ""
-    role = "element" if el.role in _VAGUE_ROLES else el.role
+    noun = "element" if el.role in _VAGUE_ROLES else _NOUNS.get(el.role, el.role)
     if el.name.strip():
-        return f"the {role} '{_short(el.name)}'"
-    return f"the {role} at {at}" if role == "element" and at else f"the {role}"
+        return f"the '{_short(el.name)}' {noun}"
+    return f"the {noun} at {at}" if noun == "element" and at else f"the {noun}"
 
 
 def describe(view: StepView) -> str:
     """The step in words, from the action and its element only (no model):
-    what a low-level instruction says when there is no monologue."""
+    the low-level instruction every step gets when it has no monologue
+    ("Click the 'Login' button.", "Type 'bob' into the 'Username' field.")."""
     a, el = view.action, view.element
     at = f"({a.x:.3g}, {a.y:.3g})" if a.x is not None and a.y is not None else ""
     target = _phrase(el, at)
@@ -287,16 +301,18 @@ def instruction(view: StepView) -> str:
 
 
 def thought_text(view: StepView) -> str:
-    """Aguvis' inner monologue as one text (empty without a monologue)."""
+    """The step's planning text, Aguvis' inner-monologue shape: the
+    monologue's Observation and Thought when it has them (an LLM's, a
+    labeler's, or the intent a solver stated with `why=`), then always
+    "Action: <low-level instruction>" (the monologue's, else `describe()`), so
+    every step has planning text with the LLM monologue off."""
     m = view.monologue
-    if m is None:
-        return ""
     lines = [
-        f"{label}: {value.strip()}"
-        for label, value in (("Observation", m.observation), ("Thought", m.thought), ("Action", m.low_level_instruction))
+        f"{label}: {' '.join(value.split())}"
+        for label, value in (("Observation", m.observation if m else ""), ("Thought", m.thought if m else ""))
         if value.strip()
     ]
-    return "\n".join(lines)
+    return "\n".join([*lines, f"Action: {instruction(view)}"])
 
 
 def previous_actions(view: StepView) -> str:
@@ -310,12 +326,9 @@ def planning_prompt(view: StepView) -> str:
 # ---------------------------------------------------------------- CogAgent
 
 
-def element_box(view: StepView) -> tuple[int, int, int, int] | None:
-    """The step's element box in CogAgent's 0-999 units (fractions of the
-    observed area times 1000, clipped to the screenshot); None if it has none."""
-    el, area = view.element, view.area
-    if el is None:
-        return None
+def _grid_box(el: Element, area: Box) -> tuple[int, int, int, int] | None:
+    """An element's box in CogAgent's 0-999 units (fractions of the observed
+    area times 1000, clipped to the screenshot); None if nothing of it shows."""
 
     def frac(v: float, origin: float, size: float) -> float:
         return min(1.0, max(0.0, (v - origin) / size))
@@ -325,6 +338,11 @@ def element_box(view: StepView) -> tuple[int, int, int, int] | None:
     if x2 <= x1 or y2 <= y1:
         return None
     return min(999, round(x1 * 1000)), min(999, round(y1 * 1000)), min(999, round(x2 * 1000)), min(999, round(y2 * 1000))
+
+
+def element_box(view: StepView) -> tuple[int, int, int, int] | None:
+    """The step's element box in CogAgent's 0-999 units; None if it has none."""
+    return _grid_box(view.element, view.area) if view.element is not None else None
 
 
 def centred_box(box: tuple[int, int, int, int] | None, x: float | None, y: float | None) -> tuple[int, int, int, int]:
@@ -366,8 +384,91 @@ def element_info(view: StepView) -> str | None:
     return _short(el.name) if el.name.strip() else f"[{el.role or el.tag}]"
 
 
+COGAGENT_OPERATIONS = frozenset({
+    "CLICK", "DOUBLE_CLICK", "RIGHT_CLICK", "HOVER", "TYPE", "SCROLL_UP", "SCROLL_DOWN", "SCROLL_LEFT",
+    "SCROLL_RIGHT", "KEY_PRESS", "GESTURE", "LAUNCH", "QUOTE_TEXT", "QUOTE_CLIPBOARD", "LLM", "END",
+})
+"""The operations THUDM/CogAgent's `Action_space_en.md` documents (KEY_DOWN,
+KEY_PRESS and KEY_UP also appear inside a GESTURE)."""
+COGAGENT_ANSWER = "__CogName_Answer__"
+"""The variable an answer is quoted into (`QUOTE_TEXT(..., output=...)`)."""
+GO_BACK_KEYS = "Alt+ArrowLeft"
+"""Going back as a person does it on Windows: CogAgent's space has no Back."""
+
+
+class NotExpressible(ValueError):
+    """A step CogAgent's documented operations cannot say; the message is the
+    reason counted in the manifest."""
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """What a format's `samples` yields for a step it leaves out instead of a
+    sample; the export counts them by `reason` (manifest `sft_left_out`)."""
+
+    reason: str
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def answer_element(view: StepView) -> Element | None:
+    """The element on the screenshot that shows the answer (its name or value
+    holds the answer's text), the smallest such; None if none does."""
+    want = _norm(view.action.text or "")
+    if not want:
+        return None
+    found = []
+    for raw in view.elements:
+        el = Element.model_validate(raw)
+        shown = _norm(el.name) if want in _norm(el.name) else _norm(el.value or "")
+        if want in shown and el.in_view and el.box.width > 0 and el.box.height > 0:
+            found.append(el)
+    return min(found, key=lambda e: e.box.width * e.box.height, default=None)
+
+
+def quote_answer(view: StepView) -> str:
+    """An answer as CogAgent marks one: `QUOTE_TEXT` of the element showing
+    it, with the answer as its `result` (Action_space_en.md's quoting)."""
+    el = answer_element(view)
+    box = _grid_box(el, view.area) if el else None
+    if el is None or box is None:
+        raise NotExpressible("answer not shown on the screenshot")
+    return (
+        f"QUOTE_TEXT(box=[[{','.join(map(str, box))}]], element_type='Text', element_info={_short(el.name or el.value or '')!r}, "
+        f"output={COGAGENT_ANSWER!r}, result={view.action.text or ''!r})"
+    )
+
+
 def cogagent_operation(view: StepView) -> str:
+    """The step as one of CogAgent's documented operations; NotExpressible for
+    what they cannot say. A selection takes the clicks a person makes (the list,
+    then the option in the opened list), but the opened list is on no recorded
+    screenshot, so the option's click has no box; a drag has no operation."""
+    n = view.action.name
+    if n == "select":
+        raise NotExpressible("select: the opened list is on no screenshot")
+    if n == "drag":
+        raise NotExpressible("drag: no CogAgent operation")
+    if n == "go_back":
+        return to_cogagent(Action(name="press", key=GO_BACK_KEYS))
+    if n == "answer":
+        return quote_answer(view)
     return to_cogagent(view.action, box=cogagent_box(view), element_info=element_info(view), screen=view.screen)
+
+
+def parse_cogagent_operation(text: str, screen: tuple[float, float] | None = None) -> Action:
+    """A CogAgent operation (or reply) back to a canonical action: an answer's
+    QUOTE_TEXT to `answer`, the rest by `synth.actions.from_cogagent` (going
+    back comes back as the keys that do it)."""
+    op = split_cogagent(text)["operation"] or ""
+    if op.startswith("QUOTE_TEXT("):
+        result = re.search(r"result=('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\)?$", op)
+        if f"output={COGAGENT_ANSWER!r}" not in op or result is None:
+            raise ActionParseError(f"QUOTE_TEXT is an answer only with output={COGAGENT_ANSWER!r} and a result: {op!r}")
+        return Action(name="answer", text=ast.literal_eval(result.group(1)))
+    return from_cogagent(op, screen=screen)
 
 
 def sensitive(view: StepView) -> bool:
@@ -375,21 +476,22 @@ def sensitive(view: StepView) -> bool:
     return view.action.name in ("click", "double_click") and el is not None and bool(SENSITIVE.search(el.name))
 
 
-def cogagent_marker(view: StepView) -> str:
-    if view.is_last:
+def cogagent_marker(view: StepView, last: bool) -> str:
+    """<<END>> after the task's last action (CogAgent's finetune data marks the
+    end there, with no END() step of its own), else the sensitivity."""
+    if last:
         return COGAGENT_END
     return COGAGENT_SENSITIVE if sensitive(view) else COGAGENT_GENERAL
 
 
-def cogagent_query(view: StepView) -> str:
-    history = "\nHistory steps: " + "".join(
-        f"\n{i}. {cogagent_operation(h)}\t{instruction(h)}" for i, h in enumerate(view.history)
-    )
-    return f"Task: {view.goal}{history}\n(Platform: {COGAGENT_PLATFORM})\n{COGAGENT_FORMAT}\n"
+def cogagent_query(view: StepView, history: list[str]) -> str:
+    """`history`: "<operation>\t<low-level instruction>" of the earlier steps."""
+    lines = "".join(f"\n{i}. {line}" for i, line in enumerate(history))
+    return f"Task: {view.goal}\nHistory steps: {lines}\n(Platform: {COGAGENT_PLATFORM})\n{COGAGENT_FORMAT}\n"
 
 
-def cogagent_reply(view: StepView) -> str:
-    return f"Action: {instruction(view)}\nGrounded Operation: {cogagent_operation(view)}\n{cogagent_marker(view)}"
+def cogagent_reply(view: StepView, operation: str, last: bool) -> str:
+    return f"Action: {instruction(view)}\nGrounded Operation: {operation}\n{cogagent_marker(view, last)}"
 
 
 # ---------------------------------------------------------------- chat replies
@@ -398,10 +500,9 @@ _FENCE = re.compile(r"```python\n(.*?)\n```", re.S)
 
 
 def chat_reply(view: StepView) -> str:
-    """The assistant turn of the `messages` and `openai` formats: the inner
-    monologue when there is one, then the Aguvis call in a python code block."""
-    thought = thought_text(view)
-    return (thought + "\n" if thought else "") + f"```python\n{to_aguvis(view.action)}\n```"
+    """The assistant turn of the `messages` and `openai` formats: the planning
+    text (`thought_text`), then the Aguvis call in a python code block."""
+    return f"{thought_text(view)}\n```python\n{to_aguvis(view.action)}\n```"
 
 
 def parse_chat_reply(text: str) -> Action:
@@ -522,23 +623,44 @@ def aguvis_grounding(traj: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def aguvis_planning(traj: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for v in _with_image(traj):
         turns = [_turn("system", AGENT_SYSTEM), _turn("human", "<image>" + planning_prompt(v))]
-        thought = thought_text(v)
-        if thought:
-            turns.append(_turn("gpt", thought, "all", False))
+        turns.append(_turn("gpt", thought_text(v), "all", False))
         turns.append(_turn("gpt", to_aguvis(v.action), "os", True))
         yield {"image": v.image, "conversations": turns, **_meta(v)}
 
 
-def cogagent(traj: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for v in _with_image(traj):
-        yield {
-            "messages": [
-                {"role": "user", "content": cogagent_query(v)},
-                {"role": "assistant", "content": cogagent_reply(v)},
-            ],
-            "images": [v.image],
-            **_meta(v),
-        }
+def cogagent(traj: dict[str, Any]) -> Iterator[dict[str, Any] | LeftOut]:
+    """One sample per acting step. A final `done` gives no sample: the step
+    before it ends with <<END>>. From the first step CogAgent cannot express
+    on, the steps are left out (their history would hold it)."""
+    views = list(steps(traj))
+    ends = bool(views) and views[-1].action.name == "done"
+    acting = [v for v in views if v.action.name != "done"]
+    history: list[str] = []
+    blocked = ""
+    for i, v in enumerate(acting):
+        if not blocked:
+            try:
+                op = cogagent_operation(v)
+            except NotExpressible as e:
+                blocked = str(e)
+                reason = blocked
+        elif blocked:
+            reason = "after a step CogAgent cannot express"
+        if blocked:
+            if v.png:
+                yield LeftOut(reason)
+            continue
+        last = v.action.name == "answer" or (ends and i == len(acting) - 1)
+        if v.png:
+            yield {
+                "messages": [
+                    {"role": "user", "content": cogagent_query(v, history)},
+                    {"role": "assistant", "content": cogagent_reply(v, op, last)},
+                ],
+                "images": [v.image],
+                **_meta(v),
+            }
+        history.append(f"{op}\t{instruction(v)}")
 
 
 def messages(traj: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -582,15 +704,17 @@ register(SFTFormat(
 register(SFTFormat(
     "aguvis-planning",
     "Aguvis stage 2 (planning): per step, the screenshot, the task and the previous actions -> an `all` "
-    "turn with the inner monologue (Observation/Thought/Action; only when the step has one) and an `os` "
-    "turn with the pyautogui call.",
+    "turn with the planning text (the monologue's Observation/Thought when there is one, then always "
+    "Action: <low-level instruction>) and an `os` turn with the pyautogui call.",
     aguvis_planning, AGUVIS_SCHEMA, ("image",),
 ))
 register(SFTFormat(
     "cogagent",
     "CogAgent-9B fine-tuning: `messages` (user: Task, History steps, Platform, Action-Operation-Sensitive "
     "format line; assistant: Action, Grounded Operation with a 0-999 box and element_info, and "
-    "<<一般操作>>/<<敏感操作>>/<<END>>) plus `images` (one screenshot).",
+    "<<一般操作>>/<<敏感操作>>, or <<END>> after the task's last action) plus `images` (one screenshot). "
+    "Only CogAgent's documented operations: steps they cannot express (a select, a drag) are left out "
+    "with the steps after them (counted in the manifest's `sft_left_out`).",
     cogagent, MESSAGES_SCHEMA, ("images",),
 ))
 register(SFTFormat(

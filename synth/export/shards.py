@@ -181,6 +181,8 @@ class ExportStats:
     accepted_steps: int = 0
     sft_samples: dict[str, int] = field(default_factory=dict)
     """Training samples written per SFT format (accepted trajectories only)."""
+    sft_left_out: dict[str, Counter] = field(default_factory=dict)
+    """Steps a format left out (it cannot express them), by format and reason."""
 
 
 def step_rows(traj: dict[str, Any]) -> Iterable[tuple[dict[str, Any], int]]:
@@ -318,6 +320,9 @@ def export(
             if traj["status"] == "accepted":
                 for name, writer in writers.items():
                     for sample in sft.FORMATS[name].samples(traj):
+                        if isinstance(sample, sft.LeftOut):
+                            stats.sft_left_out.setdefault(name, Counter())[sample.reason] += 1
+                            continue
                         writer.write(sample, sft.sample_bytes(sample) if isinstance(writer, ShardWriter) else 0)
                         stats.sft_samples[name] += 1
             _count(stats, traj)
