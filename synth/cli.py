@@ -26,6 +26,8 @@ from annotation_ui.cli import annotate_app  # noqa: E402 - registered next to th
 app.add_typer(annotate_app, name="annotate")
 from synth.webarena_import import import_app  # noqa: E402
 tasks_app.add_typer(import_app, name="import")
+from synth.export.native_cli import export_native  # noqa: E402
+app.command("export")(export_native)
 # Piped output (CI logs, `| less`) is not cut to rich's 80-column default.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -237,29 +239,36 @@ def stats(
 def push(
     out_dir: str = typer.Argument(..., help="a pipeline's output folder or URI, e.g. out/web"),
     repo: str = typer.Option(..., "--repo", help="dataset repo id on the Hub, e.g. you/web-trajectories"),
-    public: bool = typer.Option(False, "--public", help="create the repo public (default: private)"),
+    public: bool = typer.Option(False, "--public", help="create the repo public, or make an existing private one public (default: a new repo is private)"),
     token: Optional[str] = typer.Option(None, "--token", envvar="HF_TOKEN", help="Hub token (default: $HF_TOKEN or your login)", show_default=False),
-    revision: Optional[str] = typer.Option(None, help="branch to push to"),
+    revision: Optional[str] = typer.Option(None, help="branch to push to (created from main if missing)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would be uploaded and stop"),
 ) -> None:
-    """Upload the dataset (shards, card, manifest) to the Hugging Face Hub."""
-    from synth.export.hub import plan_push, push as push_to_hub
+    """Upload the dataset (shards, card, manifest) to the Hugging Face Hub, in one commit."""
+    from synth.export.hub import explain, plan_push, push as push_to_hub
 
     try:
         plan = plan_push(_checked(out_dir))
     except (OSError, ValueError) as e:  # FileNotFoundError, and an object store's errors
         fail(str(e))
     console.print(f"{len(plan.files)} files, {plan.bytes / 2**20:.1f} MiB from {plan.folder} -> datasets/{repo}"
+                  + (f"@{revision}" if revision else "")
                   + (" (copied to a temporary folder first)" if storage.is_remote(plan.folder) else ""))
     if dry_run:
         for f in plan.files:
             out.print(f, highlight=False)
         return
+    if not sys.stderr.isatty():  # progress bars off a terminal are noise: push says a line per phase instead
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
     try:
-        url = push_to_hub(out_dir, repo, private=not public, token=token, revision=revision)
-    except Exception as e:  # noqa: BLE001 - network, auth: one line, never the token
-        fail(f"push to {repo} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", code=1)
-    out.print(f"pushed: {url}")
+        result = push_to_hub(out_dir, repo, private=not public, token=token, revision=revision,
+                             say=lambda line: console.print(line, highlight=False, markup=False))
+    except Exception as e:  # noqa: BLE001 - network, auth: in full, never the token
+        fail(f"push to {repo} failed: {explain(e, repo, token)}", code=1)
+    out.print(f"pushed: {result.url} ({result.added} files, {len(result.deleted)} stale files deleted)",
+              highlight=False)
 
 
 @app.command()
@@ -406,6 +415,9 @@ def tasks_validate(
             "[green]ok[/]" if r.ok else "[red]FAIL[/]",
         )
     out.print(table)
+    for r in reports:  # what a control could not test (not a failure), so a pass is read for what it covers
+        for note in r.notes:
+            out.print(f"[dim]{escape(r.template_id)}[/]: {escape(note)}", soft_wrap=True)
     failed = [r for r in reports if not r.ok]
     for r in failed:
         for problem in r.problems:
