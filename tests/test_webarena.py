@@ -454,3 +454,51 @@ def test_judge_spec_loads_through_the_registry():
     from synth.judges import check_spec
 
     assert check_spec(spec).params["config"]["task_id"] == 0
+
+
+async def test_gitlab_member_role_helper(browser):
+    """The gitlab_get_project_memeber_role helper (WebArena's spelling) as a
+    `func:` locator, on a members table shaped like GitLab's."""
+    config = {
+        "task_id": 9301, "intent": "Make byteblaze a maintainer", "eval": {
+            "eval_types": ["program_html"], "program_html": [{
+                "url": "last", "locator": "func:gitlab_get_project_memeber_role(__page__, 'byteblaze')",
+                "required_contents": {"must_include": ["Maintainer"]}}]}}
+    task = Task(task_id="t", template_id="webarena/x", site="webarena", seed=0,
+                judge=JudgeSpec.model_validate({"type": "webarena", "config": config}))
+    row = ("<tr><td data-label='Account'><span class='gl-avatar-labeled-sublabel'>@{who}</span></td>"
+           "<td class='col-max-role'><span>{role}</span></td></tr>")
+    members = "<table>" + row.format(who="root", role="Owner") + row.format(who="byteblaze", role="{r}") + "</table>"
+    url = "http://gitlab.test:8023/a/b/-/project_members"
+    assert (await judge_on(browser, task, url, {"http://gitlab.test": members.replace("{r}", "Maintainer")})).passed
+    v = await judge_on(browser, task, url, {"http://gitlab.test": members.replace("{r}", "Developer")})
+    assert not v.passed and "must_include 'Maintainer': 0" in v.reason
+
+
+async def test_webarena_site_logs_in_with_the_storage_state(browser, tmp_path):
+    """The `webarena` site opens the absolute start URL with the cookies of
+    the config's storage_state file (WebArena's .auth/*.json)."""
+    state = tmp_path / "reddit_state.json"
+    state.write_text(json.dumps({"cookies": [{"name": "PHPSESSID", "value": "s3cret", "domain": "reddit.test",
+                                              "path": "/", "expires": -1, "httpOnly": True, "secure": False,
+                                              "sameSite": "Lax"}], "origins": []}))
+    seen: list[str] = []
+
+    async def handle(route):
+        seen.append(await route.request.header_value("cookie") or "")
+        await route.fulfill(body="<p>front page</p>", content_type="text/html")
+
+    task = Task(task_id="t", template_id="webarena/webarena-1", site="webarena", seed=0,
+                start_url="http://reddit.test:9999/forums", params={"storage_state": str(state)},
+                judge=JudgeSpec(type="webarena", config=RAW[600]))
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        await page.route("**/*", handle)
+        await WebArenaSite().setup(page, task)
+        assert page.url == "http://reddit.test:9999/forums" and seen == ["PHPSESSID=s3cret"]
+        missing = task.model_copy(update={"params": {"storage_state": str(tmp_path / "none.json")}})
+        with pytest.raises(FileNotFoundError, match="storage_state"):
+            await WebArenaSite().setup(page, missing)
+    finally:
+        await context.close()
