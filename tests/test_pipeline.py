@@ -180,39 +180,29 @@ def test_staging_knows_finished_tasks_per_source(finished_run):
 
 
 def test_push_uploads_exactly_the_dataset(finished_run, tmp_path, monkeypatch):
-    """`synth push` up to the upload call: the repo it creates, the files it
-    sends (a copy of them loads with `datasets` offline), never staging."""
-    import shutil
-
-    from huggingface_hub import HfApi
-    from huggingface_hub.utils import filter_repo_objects
+    """`synth push` to a local server speaking the Hub's API (tests/hub_server.py;
+    tests/test_hub_push.py has the failures): the private repo it creates, the
+    files of its one commit (a copy of them loads with `datasets` offline),
+    never staging."""
+    from hub_server import HubServer, online
 
     from synth.export import hub
 
     _, out, _ = finished_run
-    calls = {}
-
-    def create_repo(self, repo_id, **kw):
-        calls["create"] = (repo_id, kw)
-
-    def upload_folder(self, **kw):
-        calls["upload"] = kw
-        folder = Path(kw["folder_path"])
-        files = [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()]
-        for f in filter_repo_objects(files, allow_patterns=kw["allow_patterns"], ignore_patterns=kw["ignore_patterns"]):
-            (tmp_path / "repo" / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(folder / f, tmp_path / "repo" / f)
-        return "https://huggingface.co/datasets/me/web/commit/abc"
-
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
-    assert hub.push(out, "me/web", token="hf_secret_123") == "https://huggingface.co/datasets/me/web/commit/abc"
-    assert calls["create"] == ("me/web", {"repo_type": "dataset", "private": True, "exist_ok": True})
-    assert calls["upload"]["repo_type"] == "dataset" and calls["upload"]["delete_patterns"] == ["data/**"]
-    sent = sorted(str(p.relative_to(tmp_path / "repo")) for p in (tmp_path / "repo").rglob("*") if p.is_file())
-    assert "README.md" in sent and "manifest.json" in sent
-    assert not any(f.startswith(("staging/", "quality/")) for f in sent)
-    assert sent == sorted(hub.plan_push(out).files)
+    with HubServer({"hf_secret_123": "me"}) as server:
+        online(monkeypatch, server)
+        result = hub.push(out, "me/web", token="hf_secret_123")
+        files = server.state.files("me/web")
+    assert "/datasets/me/web/commit/" in result.url and server.state.repos["me/web"].private
+    assert len(server.state.commit_payloads) == 1 and result.deleted == []
+    assert files.pop(".gitattributes")  # every Hub repo's first file
+    assert "README.md" in files and "manifest.json" in files
+    assert not any(f.startswith(("staging/", "quality/")) for f in files)
+    assert sorted(files) == sorted(hub.plan_push(out).files)
+    assert all(data == (out / f).read_bytes() for f, data in files.items())
+    for f, data in files.items():
+        (tmp_path / "repo" / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "repo" / f).write_bytes(data)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf")}
     code = f"from datasets import load_dataset; print(load_dataset('{tmp_path / 'repo'}', 'trajectories', split='train').num_rows)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

@@ -275,7 +275,6 @@ def test_pipeline_writes_to_s3_and_resumes(s3, tmp_path, monkeypatch):
 
 
 def _query_stats_and_push(out: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, m: dict, ids: list[str]) -> None:
-    from huggingface_hub import HfApi
     from typer.testing import CliRunner
 
     from synth.cli import app
@@ -295,17 +294,15 @@ def _query_stats_and_push(out: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     r = cli.invoke(app, ["query", "select 1", "-o", "nosuchfs://x/y"])
     assert r.exit_code == 2 and "nosuchfs://x/y" in r.output
 
-    sent: dict[str, bytes] = {}
+    # pushed from the bucket to a local server speaking the Hub's API (tests/hub_server.py)
+    from hub_server import HubServer, online
 
-    def upload_folder(self, **kw):
-        folder = Path(kw["folder_path"])
-        sent.update({str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()})
-        return "https://huggingface.co/datasets/me/s3/commit/abc"
-
-    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: None)
-    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
-    r = cli.invoke(app, ["push", out, "--repo", "me/s3", "--token", "hf_x"])
-    assert r.exit_code == 0 and "commit/abc" in r.stdout, r.output
+    with HubServer({"hf_x": "me"}) as server:
+        online(monkeypatch, server)
+        r = cli.invoke(app, ["push", out, "--repo", "me/s3", "--token", "hf_x"])
+        sent = server.state.files("me/s3")
+    assert r.exit_code == 0 and "/datasets/me/s3/commit/" in r.stdout, r.output
+    assert len(server.state.commit_payloads) == 1
     assert {"README.md", "manifest.json", "data/trajectories/train-00000-of-00001.parquet"} <= set(sent)
     assert not any(f.startswith(("staging/", "quality/")) for f in sent)
     pushed = tmp_path / "pushed-from-s3"
