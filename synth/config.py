@@ -273,12 +273,25 @@ class ExportConfig(BaseModel):
         "[] for none",
     )
 
+    native: list[str] = Field(
+        default_factory=list,
+        description="native files each trainer's own code reads, written to <output_dir>/native/<name>/ on every "
+        "run: aguvis (stage1/stage2 JSON + images/), cogagent (finetune.py's train/dev JSONL + images/)",
+    )
+
     @field_validator("formats")
     @classmethod
     def _known_formats(cls, v: list[str]) -> list[str]:
         from synth.export.formats import check_names
 
         return check_names(v)
+
+    @field_validator("native")
+    @classmethod
+    def _known_native(cls, v: list[str]) -> list[str]:
+        from synth.export.native import check_native
+
+        return check_native(v)
 
 
 class DedupConfig(BaseModel):

@@ -288,7 +288,8 @@ def execute(
             return RunResult(out_dir, run_id, progress, {}, interrupted=True)
     progress.stage = "export"
     notify(progress)
-    stats = export(out_dir, config.export.rows_per_shard, config.export.row_group_mb, verdicts, formats=config.export.formats)
+    stats = export(out_dir, config.export.rows_per_shard, config.export.row_group_mb, verdicts, formats=config.export.formats,
+                   native=config.export.native)
     if progress.nodes:
         extra["nodes_this_run"] = dict(progress.nodes)
     m = manifest(config.name, stats, config.model_dump(mode="json"), {**extra, "gates": gates})

@@ -347,7 +347,7 @@ def test_card_and_manifest_list_the_sft_configs(run):
     header = yaml.safe_load(text.split("---")[1])
     configs = {c["config_name"]: c["data_files"][0]["path"] for c in header["configs"]}
     for name, fmt in sft.FORMATS.items():
-        assert f"`{fmt.config}` ({m['sft_samples'][name]} samples, `{fmt.data_files}`)" in text
+        assert f"`{fmt.config}` ({m['sft_samples'][name]} samples" in text and f", `{fmt.data_files}`)" in text
         if fmt.extension == "parquet":
             assert configs[fmt.config] == fmt.data_files
     # one builder serves a whole repo in `datasets`: the JSONL files are no config

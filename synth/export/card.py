@@ -54,6 +54,7 @@ def manifest(name: str, stats: ExportStats, config: dict[str, Any], extra: dict[
         "cost_usd_by_source": {k: round(v, 6) for k, v in stats.cost_by_source.items()},
         "sft_samples": dict(stats.sft_samples),
         "sft_left_out": {n: dict(sorted(c.items())) for n, c in stats.sft_left_out.items()},
+        "native": dict(stats.native),
         "versions": versions(),
         "config": config,
         **(extra or {}),
@@ -90,7 +91,7 @@ def card(m: dict[str, Any], license: str = "apache-2.0") -> str:
     )
     configs = "\n".join(f"- `{k}`: {v}" for k, v in CONFIGS.items())
     configs += "".join(
-        f"\n- `{sft.FORMATS[n].config}` ({m['sft_samples'][n]} samples, `{sft.FORMATS[n].data_files}`): "
+        f"\n- `{sft.FORMATS[n].config}` ({m['sft_samples'][n]} samples{_left_out(m, n)}, `{sft.FORMATS[n].data_files}`): "
         f"{sft.FORMATS[n].description}"
         for n in sft_names
     )
@@ -143,6 +144,14 @@ Pipeline configuration:
 {json.dumps(m['config'], indent=2, default=str)}
 ```
 """
+
+
+def _left_out(m: dict[str, Any], name: str) -> str:
+    """"; 12 steps left out: select: ... (3), ..." for a view that left steps out."""
+    reasons = m.get("sft_left_out", {}).get(name) or {}
+    if not reasons:
+        return ""
+    return f"; {sum(reasons.values())} steps left out: " + ", ".join(f"{r} ({n})" for r, n in reasons.items())
 
 
 def _training(names: list[str]) -> str:

@@ -90,6 +90,7 @@ from synth.actions import (
     COGAGENT_SENSITIVE,
     ActionParseError,
     from_aguvis,
+    from_cogagent,
     point_box,
     split_cogagent,
     to_aguvis,

@@ -183,6 +183,8 @@ class ExportStats:
     """Training samples written per SFT format (accepted trajectories only)."""
     sft_left_out: dict[str, Counter] = field(default_factory=dict)
     """Steps a format left out (it cannot express them), by format and reason."""
+    native: dict[str, int] = field(default_factory=dict)
+    """Rows per native file written (`export.native`), e.g. `aguvis/stage2.json`."""
 
 
 def step_rows(traj: dict[str, Any]) -> Iterable[tuple[dict[str, Any], int]]:
@@ -278,6 +280,7 @@ def export(
     row_group_mb: int = 64,
     verdicts: dict[str, Verdict] | None = None,
     formats: Sequence[str] | None = None,
+    native: Sequence[str] = (),
 ) -> ExportStats:
     """Rebuild `out_dir/data/` from `out_dir/staging/`, with the quality
     stage's `verdicts` applied. A trajectory id met a second time (a batch
@@ -285,7 +288,9 @@ def export(
 
     `formats` are the SFT views to write (synth/export/formats.py; default:
     all registered): each gets `data/sft-<name>/`, built in the same pass from
-    the trajectories whose status, verdict applied, is accepted."""
+    the trajectories whose status, verdict applied, is accepted. `native`
+    (synth/export/native.py) are then written from the new `data/steps` to
+    `out_dir/native/<name>/`."""
     fs, root = storage.resolve(out_dir)
     names = sft.check_names(sft.FORMATS if formats is None else formats)
     _remove_leftovers(fs, root)
@@ -339,6 +344,10 @@ def export(
         storage.delete_dir(fs, tmp)
         raise
     _write_dataset_info(fs, root, "messages" in names)
+    if native:
+        from synth.export.native import write_native
+
+        stats.native = write_native(out_dir, list(native)).rows
     return stats
 
 
