@@ -351,7 +351,8 @@ def test_card_and_manifest_list_the_sft_configs(run):
         if fmt.extension == "parquet":
             assert configs[fmt.config] == fmt.data_files
     # one builder serves a whole repo in `datasets`: the JSONL files are no config
-    assert "sft-openai" not in configs and 'load_dataset("json", data_dir="data/sft-openai")' in text
+    assert "sft-openai" not in configs and header["jsonl_files"][0]["name"] == "sft-openai"
+    assert 'load_dataset(ROOT, data_files="data/sft-openai/train-*.jsonl", split="train")' in text
     # the card's configs are what `load_dataset(<dataset folder>, <config>)` reads
     cache = str(run.out.parent / "hf-cache")
     for config in ("sft-cogagent", "sft-aguvis-planning"):

@@ -409,3 +409,31 @@ def test_native_files_hold_the_views_samples(out):
     assert cog >= out.stats.sft_samples["cogagent"]
     write_native(str(out), ["aguvis"])  # a re-run replaces the folder
     assert sorted(p.name for p in (out / "native").iterdir()) == ["aguvis", "cogagent"]
+
+
+# ---------------------------------------------------------------- the card
+
+
+def test_every_view_loads_by_name_and_the_cards_example_runs(out, monkeypatch, tmp_path):
+    import datasets
+
+    m = manifest("t", out.stats, {})
+    text = card(m)
+    (out / "README.md").write_text(text)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.chdir(out.root)
+    header = yaml.safe_load(text.split("---\n")[1])
+    configs = [c["config_name"] for c in header["configs"]]
+    jsonl = {f["name"]: f for f in header["jsonl_files"]}
+    # every view: a config loaded by its name, or JSONL files the YAML says how to load
+    assert set(configs) | set(jsonl) == {"trajectories", "steps", *(f.config for f in sft.FORMATS.values())}
+    for name in configs:
+        got = load_dataset(str(out), name, split="train")
+        want = sum(pq.ParquetFile(p).metadata.num_rows for p in (out / "data" / name).glob("*.parquet"))
+        assert len(got) == want > 0, name
+    assert eval(jsonl["sft-openai"]["load"], {"load_dataset": load_dataset, "ROOT": str(out)}).num_rows == m["sft_samples"]["openai"]
+    # the example code, as written
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert len(scope["steps"]) == m["steps"] and len(scope["sft_openai"]) == m["sft_samples"]["openai"]

@@ -86,6 +86,13 @@ def card(m: dict[str, Any], license: str = "apache-2.0") -> str:
             if sft.FORMATS[name].extension == "parquet"
         ],
     }
+    jsonl = [n for n in sft_names if sft.FORMATS[n].extension != "parquet"]
+    if jsonl:
+        # not configs (see above): the YAML says how each loads instead
+        header["jsonl_files"] = [
+            {"name": sft.FORMATS[n].config, "data_files": sft.FORMATS[n].data_files, "load": _jsonl_load(n)}
+            for n in jsonl
+        ]
     rows = "\n".join(
         f"| `{t}` | {n} | {m['accepted_by_template'].get(t, 0)} |" for t, n in m["by_template"].items()
     )
@@ -111,10 +118,7 @@ trajectories are kept with their reason; filter on `status = 'accepted'` to trai
 
 {configs}
 
-```python
-from datasets import load_dataset
-steps = load_dataset("parquet", data_dir="data/steps", split="train")
-```
+{_example(sft_names)}
 
 {_training(sft_names)}## Counts
 
@@ -144,6 +148,26 @@ Pipeline configuration:
 {json.dumps(m['config'], indent=2, default=str)}
 ```
 """
+
+
+def _jsonl_load(name: str) -> str:
+    return f'load_dataset(ROOT, data_files="{sft.FORMATS[name].data_files}", split="train")'
+
+
+def _example(names: list[str]) -> str:
+    """Code that runs as written in the dataset's folder (tests execute it);
+    ROOT may be the dataset's Hub id instead."""
+    lines = [
+        "from pathlib import Path",
+        "",
+        "from datasets import load_dataset",
+        "",
+        "ROOT = str(Path.cwd())  # run in this folder; or the dataset's id on the Hub",
+        'steps = load_dataset(ROOT, "steps", split="train")  # each config above, by its name',
+    ]
+    lines += [f"{sft.FORMATS[n].config.replace('-', '_')} = {_jsonl_load(n)}  # JSONL files, not a config"
+              for n in names if sft.FORMATS[n].extension != "parquet"]
+    return "```python\n" + "\n".join(lines) + "\n```"
 
 
 def _left_out(m: dict[str, Any], name: str) -> str:
@@ -189,7 +213,8 @@ def _training(names: list[str]) -> str:
     if "openai" in names:
         lines.append(
             "- OpenAI fine-tuning: upload `data/sft-openai/train-*.jsonl` as they are (images are data URLs). These"
-            " are files, not a config of this dataset: `load_dataset(\"json\", data_dir=\"data/sft-openai\")` reads them."
+            " are files, not a config of this dataset (the card's YAML `jsonl_files` says so): "
+            f"`{_jsonl_load('openai')}` reads them."
         )
     return "\n".join(lines) + "\n\n"
 
