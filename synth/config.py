@@ -379,6 +379,78 @@ class MonologueConfig(BaseModel):
         return None
 
 
+LLM_JUDGE_ENV = "SYNTH_LLM_JUDGE"
+"""Where a pipeline leaves `judges.llm` for its workers (JudgesConfig.export_env)."""
+
+
+class LLMJudgeConfig(BaseModel):
+    """The endpoint the `llm_judge` judge type asks (synth/llm_judge.py); the
+    client fields are the bootstrap client's (bootstrap/client.py): the same
+    retries, limits, reply cache and prices. Limits are per worker process."""
+
+    model_config = ConfigDict(extra="forbid")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint; default $OPENAI_BASE_URL or OpenAI")
+    model: str = Field("gpt-4o", min_length=1)
+    api_key: SecretStr | None = Field(None, description="prefer api_key_env: a key in a YAML file is easy to leak")
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the key")
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="extra HTTP headers (values kept secret)")
+    prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="USD per million tokens by model (or prefix): {input_per_mtok, output_per_mtok}"
+    )
+    temperature: float | None = Field(0.0, ge=0)
+    max_tokens: int | None = Field(300, gt=0, description="reply token cap per call")
+    request_timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(6, ge=0, description="retries of 429, 5xx, timeouts and connection errors")
+    backoff_initial_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    max_concurrency: int = Field(16, gt=0, description="judge requests in flight per worker process")
+    requests_per_minute: int | None = Field(None, gt=0)
+    tokens_per_minute: int | None = Field(None, gt=0)
+    cache_path: str | None = Field(
+        "auto", description="SQLite reply cache: a path, 'auto' (<cache_dir>/llm.sqlite) or null (off)"
+    )
+    repairs: int = Field(1, ge=0, description="re-asks after a reply that is not a verdict, each quoting the problem")
+    screenshots: int = Field(2, ge=0, le=6, description="screenshots sent: the final page, then the last steps' before it")
+    screenshot_max_width: int = Field(1024, gt=0, description="screenshots wider than this are scaled down")
+    max_actions: int = Field(40, gt=0, description="actions listed in the prompt (the last ones)")
+    page_text_chars: int = Field(3000, ge=0, description="visible text of the final page sent (0: none)")
+
+    _price_keys = field_validator("prices")(BootstrapSourceConfig._price_keys.__func__)
+
+    def unavailable(self) -> str | None:
+        """Why the judge cannot ask anyone (None: it can)."""
+        import os
+
+        if self.base_url or os.environ.get("OPENAI_BASE_URL"):
+            return None
+        if self.api_key or (self.api_key_env and os.environ.get(self.api_key_env)):
+            return None
+        return f"no endpoint or key (set judges.llm.base_url in the pipeline, or ${self.api_key_env})"
+
+
+class JudgesConfig(BaseModel):
+    """What judges need beyond their template's parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    llm: LLMJudgeConfig = Field(default_factory=LLMJudgeConfig, description="the llm_judge judge type's endpoint")
+
+    def export_env(self, cache_dir: str | None) -> None:
+        """Hand `llm` to the judges of this process and of the Ray workers it
+        starts (they inherit the environment, as with $SYNTH_PLUGINS): the
+        config as JSON in $SYNTH_LLM_JUDGE, `cache_path: auto` resolved to
+        `<cache_dir>/llm.sqlite`. A key written in the YAML travels in it too:
+        prefer `api_key_env`."""
+        import json
+        import os
+
+        data = self.llm.model_dump(mode="python")
+        data["api_key"] = self.llm.api_key.get_secret_value() if self.llm.api_key else None
+        data["headers"] = {k: v.get_secret_value() for k, v in self.llm.headers.items()}
+        if data["cache_path"] == "auto":
+            data["cache_path"] = os.path.join(cache_dir, "llm.sqlite") if cache_dir else None
+        os.environ[LLM_JUDGE_ENV] = json.dumps(data)
+
+
 class QualityConfig(BaseModel):
     """The gates between staging and the shards (synth/quality)."""
 
@@ -414,6 +486,7 @@ class PipelineConfig(BaseModel):
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    judges: JudgesConfig = Field(default_factory=JudgesConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
 
     @field_validator("output_dir")

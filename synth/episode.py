@@ -80,7 +80,8 @@ async def finish(
             try:
                 verdict = await run_judge(
                     task.judge,
-                    JudgeContext(page=env.page, site=env.site, task=task, answer=env.answer, final_url=final_url),
+                    JudgeContext(page=env.page, site=env.site, task=task, answer=env.answer, final_url=final_url,
+                                 steps=list(env.steps), instruction=env.instruction),
                 )
             except Exception as e:  # noqa: BLE001 - a failing judge is a rejection, not a crash
                 verdict = Verdict(passed=False, reason=f"judge {task.judge.type} failed: {_describe(e)}")

@@ -40,7 +40,7 @@ import re
 import types
 import typing
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Awaitable, Callable, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -48,7 +48,7 @@ from playwright.async_api import Page
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from synth.plugins import Registry
-from synth.schema import JudgeSpec, Task, Verdict
+from synth.schema import JudgeSpec, Step, Task, Verdict
 from synth.sites.base import Site
 
 JudgeFn = Callable[..., Awaitable[Verdict]]
@@ -64,6 +64,10 @@ class JudgeContext:
     task: Task
     answer: str | None
     final_url: str
+    steps: list[Step] = field(default_factory=list)
+    """The episode's recorded steps (judges that read the whole trajectory: llm_judge)."""
+    instruction: str | None = None
+    """The goal the agent was given (a site may set it at reset: MiniWoB's utterance)."""
 
     async def state(self) -> dict[str, Any]:
         return await self.site.state(self.page, self.task)
@@ -519,4 +523,8 @@ async def all_of(ctx: JudgeContext, judges: list[dict[str, Any]]) -> Verdict:
     """Every listed judge must pass; the reasons are joined."""
     verdicts = [await run_judge(JudgeSpec.model_validate(j), ctx) for j in judges]
     ok = all(v.passed for v in verdicts)
-    return Verdict(passed=ok, score=float(ok), reason=" & ".join(v.reason for v in verdicts))
+    return Verdict(
+        passed=ok, score=float(ok), reason=" & ".join(v.reason for v in verdicts),
+        tokens_in=sum(v.tokens_in for v in verdicts), tokens_out=sum(v.tokens_out for v in verdicts),
+        cost_usd=sum(v.cost_usd for v in verdicts),
+    )

@@ -206,6 +206,7 @@ def prepare(config_path: Path | str, limit: int | None = None) -> Plan:
         raise ConfigError(f"{config_path}: {e}") from None
     tasks = plan(config, config_path.parent.resolve(), limit)
     tasks.check()
+    config.judges.export_env(storage.cache_dir(config.output_dir, config.cache_dir))  # before Ray starts its workers
     jobs, skipped = [], {}
     sections = {kind: getattr(config.sources, kind) for kind in ACTOR_SOURCES}
     sections.update(_plugin_sources(config, config_path))

@@ -75,8 +75,26 @@ def stats_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[str], l
             FROM trajectories WHERE source = 'bootstrap'
             GROUP BY GROUPING SETS ((source_detail, template_id), (source_detail))
             ORDER BY model, GROUPING(template_id), template_id"""
+    # Judges that call a model (llm_judge): what judging cost, apart from the
+    # sources' own cost (older data has no judge cost: the table is left out).
+    if _judge_cost_recorded(con):
+        queries["judge cost by source"] = """
+            SELECT source, coalesce(json_extract_string(task_config, '$.judge.type'), '') AS judge,
+                   count(*) AS judged, sum(verdict.tokens_in) AS tokens_in, sum(verdict.tokens_out) AS tokens_out,
+                   round(sum(verdict.cost_usd), 4) AS cost_usd
+            FROM trajectories WHERE verdict.tokens_in > 0 OR verdict.cost_usd > 0
+            GROUP BY ALL ORDER BY source, judge"""
     out = {}
     for title, sql in queries.items():
         rel = con.sql(sql)
         out[title] = (rel.columns, rel.fetchall())
     return out
+
+
+def _judge_cost_recorded(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether `trajectories` has judge costs, and any of them is not zero."""
+    columns = dict((name, str(kind)) for name, kind, *_ in con.sql("DESCRIBE trajectories").fetchall())
+    if "cost_usd" not in columns.get("verdict", ""):
+        return False
+    sql = "SELECT count(*) FROM trajectories WHERE verdict.tokens_in > 0 OR verdict.cost_usd > 0"
+    return con.sql(sql).fetchall()[0][0] > 0

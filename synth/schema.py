@@ -13,7 +13,7 @@ import json
 from typing import Any, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ActionName = Literal[
     "click",
@@ -287,6 +287,16 @@ class Verdict(BaseModel):
     passed: bool
     score: float = 0.0
     reason: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    """What judging cost: an LLM judge's tokens and dollars (a cached reply's
+    tokens, at no cost); 0 for a programmatic judge."""
+
+    @field_validator("tokens_in", "tokens_out", "cost_usd", mode="before")
+    @classmethod
+    def _unrecorded(cls, v: Any) -> Any:
+        return 0 if v is None else v  # rows written before verdicts had a cost
 
 
 class Trajectory(BaseModel):
@@ -394,7 +404,17 @@ REVIEW = pa.struct(
         ("reviewed_at", pa.float64()),
     ]
 )
-VERDICT = pa.struct([("passed", pa.bool_()), ("score", pa.float64()), ("reason", pa.string())])
+VERDICT = pa.struct(
+    [
+        ("passed", pa.bool_()),
+        ("score", pa.float64()),
+        ("reason", pa.string()),
+        ("tokens_in", pa.int64()),
+        ("tokens_out", pa.int64()),
+        ("cost_usd", pa.float64()),
+    ]
+)
+"""The judge's verdict; tokens and cost are null in data written before judges had a cost."""
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 """The Hugging Face `Image` feature's storage type."""
 
