@@ -52,8 +52,8 @@ The formats and where their shapes come from (public sources, read for this):
   is on no screenshot; a drag) is left out with the steps after it, counted
   as `LeftOut`),
   `finetune/README.md` (fine-tune data: `messages` user/assistant, one image
-  per sample, `<<END>>` after the task's last action: a final `done` is no
-  sample of its own), `inference/cli_demo.py`
+  per sample, `<<END>>` after the task's last action, "the complete process":
+  a final `done` is no sample of its own), `inference/cli_demo.py`
   (the same prompt assembly). Stored as `messages` + `images`, the ms-swift
   shape; the user text has no `<image>` tag, as CogAgent's own data has none
   (ms-swift's `Template._add_default_tags` prepends missing tags).
@@ -630,12 +630,11 @@ def aguvis_planning(traj: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def cogagent(traj: dict[str, Any]) -> Iterator[dict[str, Any] | LeftOut]:
-    """One sample per acting step. A final `done` gives no sample: the step
-    before it ends with <<END>>. From the first step CogAgent cannot express
-    on, the steps are left out (their history would hold it)."""
-    views = list(steps(traj))
-    ends = bool(views) and views[-1].action.name == "done"
-    acting = [v for v in views if v.action.name != "done"]
+    """One sample per acting step. The task's last action ends with <<END>>
+    (an accepted trajectory is a complete one, with or without a final `done`,
+    which gives no sample of its own). From the first step CogAgent cannot
+    express on, the steps are left out (their history would hold it)."""
+    acting = [v for v in steps(traj) if v.action.name != "done"]
     history: list[str] = []
     blocked = ""
     for i, v in enumerate(acting):
@@ -651,7 +650,7 @@ def cogagent(traj: dict[str, Any]) -> Iterator[dict[str, Any] | LeftOut]:
             if v.png:
                 yield LeftOut(reason)
             continue
-        last = v.action.name == "answer" or (ends and i == len(acting) - 1)
+        last = i == len(acting) - 1
         if v.png:
             yield {
                 "messages": [
