@@ -188,9 +188,12 @@ async def messages(ctx: JudgeContext, config: LLMJudgeConfig, rubric: str | None
 
 def parse_verdict(text: str) -> tuple[bool, str]:
     """(passed, reason) from a reply; ValueError saying what is wrong with it."""
-    match = re.search(r"\{.*\}", text or "", re.DOTALL)
-    if not match:
+    start = (text or "").find("{")
+    if start < 0:
         raise ValueError("no JSON object in the reply")
+    match = re.search(r"\{.*\}", text[start:], re.DOTALL)
+    if not match:
+        raise ValueError("the reply's JSON object is not closed (cut off by max_tokens?)")
     try:
         data = json.loads(match.group(0))
     except json.JSONDecodeError as e:
@@ -222,6 +225,9 @@ async def llm_judge(ctx: JudgeContext, rubric: str | None = None) -> Verdict:
     from bootstrap.client import LLMError
 
     config = current_config()
+    unavailable = config.unavailable()
+    if unavailable:
+        raise LLMJudgeError(f"llm_judge on {_where(ctx)}: {unavailable}")
     request = await messages(ctx, config, rubric)
     tokens_in = tokens_out = 0
     cost = 0.0

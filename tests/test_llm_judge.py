@@ -187,6 +187,9 @@ async def test_a_malformed_reply_is_repaired_or_rejected(browser, server, config
     server.set_faults([])
     v = await judge_static(browser, rubric="mock: no reason")
     assert not v.passed and 'the reply gives no "reason"' in v.reason and server.count() == 2
+    v = await judge_static(browser, rubric="mock: broken json")
+    assert not v.passed and server.count() == 4
+    assert "no usable verdict after 2 replies: the reply's JSON object is not closed (cut off by max_tokens?); last reply: '{\"verdict\": \"pass\"" in v.reason
     v = await judge_static(browser, rubric="mock: prose")  # prose first, JSON after the repair
     assert v.passed, v.reason
     single = (await judge_static(browser, rubric="Any confirmation page.")).tokens_in
@@ -215,7 +218,8 @@ def test_parse_verdict():
     assert parse_verdict('```json\n{"verdict": "PASS", "reason": "ok"}\n```') == (True, "ok")
     assert parse_verdict('{"passed": false, "reason": "no"}') == (False, "no")
     for bad, problem in (("yes", "no JSON object"), ('{"verdict": "maybe", "reason": "x"}', '"verdict" must be'),
-                         ('{"verdict": "pass",}', "does not parse"), ('{"verdict": "fail"}', 'no "reason"')):
+                         ('{"verdict": "pass",}', "does not parse"), ('{"verdict": "fail"}', 'no "reason"'),
+                         ('{"verdict": "fail", "reason": "cut', "not closed")):
         with pytest.raises(ValueError, match=problem):
             parse_verdict(bad)
 
@@ -231,8 +235,8 @@ async def test_ask_judge_is_reusable(server, configured):
 async def test_no_endpoint_is_a_clear_error(browser, monkeypatch):
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SYNTH_LLM_JUDGE"):
         monkeypatch.delenv(var, raising=False)
-    with pytest.raises(LLMJudgeError, match=r"llm_judge on task t-static \(test/static\): the endpoint failed: "
-                                            r"llm_judge: no endpoint or key \(set judges.llm.base_url"):
+    with pytest.raises(LLMJudgeError, match=r"llm_judge on task t-static \(test/static\): no endpoint or key "
+                                            r"\(set judges.llm.base_url in the pipeline, or \$OPENAI_API_KEY\)"):
         await judge_static(browser)
 
 

@@ -9,7 +9,8 @@ text, so the real client and the verdict parsing run in tests. The verdict:
 
 Text compares case-folded with whitespace collapsed. With the `wrong` fault
 the verdict is flipped; a rubric line `mock: prose` makes the reply prose
-instead of JSON (a model that ignores the format), `mock: no reason` a JSON
+instead of JSON (a model that ignores the format) until the repair turn,
+`mock: broken json` JSON cut off (every time), `mock: no reason` a JSON
 verdict without a reason. The server's own `malformed` fault also gives a
 reply that is not JSON.
 """
@@ -78,6 +79,8 @@ def llm_judge(request: dict[str, Any]) -> str | None:
     repairing = len(messages) > 2
     if "mock: prose" in rubric and not repairing:
         return "The agent seems to have done it, I think it passes."
+    if "mock: broken json" in rubric:
+        return '{"verdict": "pass", "reason": "the page shows it"'  # cut off, every time
     passed, reason = decide(sections)
     if request.get("mock_fault") == "wrong":
         passed, reason = not passed, "(deliberately wrong) " + reason
