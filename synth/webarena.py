@@ -113,30 +113,79 @@ def must_include(ref: str, pred: str, tokenize: bool = False) -> float:
     return float(clean_ref in clean_pred)
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_TOKEN = re.compile(
-    r"\d+(?:[.,:/-]\d+)+"  # numbers, times and dates stay whole: 1,000 0.5 10:30 2022-01
-    r"|\w+(?:[-']\w+)*(?:\.(?=\w))?"  # words, hyphenated and with apostrophes
-    r"|\.\.\.|--|[^\w\s]"  # ellipses, dashes, any other single symbol
-)
-
-
 def word_tokenize(text: str) -> list[str]:
-    """Words and punctuation, near enough to nltk's `word_tokenize` (Punkt
-    sentences, then Treebank tokens) for what WebArena asks of it: whether a
-    one-character reference stands as a token of the answer. nltk is not a
-    dependency of synth, and its Punkt data is a separate download."""
-    tokens: list[str] = []
-    for sentence in _SENTENCE_END.split(text):
-        for tok in _TOKEN.findall(sentence):
-            if "'" in tok and re.match(r"\w+'\w+$", tok) and not tok.lower().endswith("n't"):
-                head, tail = tok.split("'", 1)  # Treebank splits clitics: it's -> it 's
-                tokens += [head, "'" + tail]
-            elif tok.lower().endswith("n't"):
-                tokens += [tok[:-3], tok[-3:]]
-            else:
-                tokens.append(tok)
-    return tokens
+    """nltk's `word_tokenize` (WebArena's tokenizer for one-character
+    references), without nltk: Punkt sentences, then nltk's Treebank word
+    tokenizer. nltk is not a dependency of synth and its Punkt model is a
+    separate download, so sentences are split as an untrained Punkt splits
+    them (`_sentences`); the Treebank rules are nltk 3.x's `NLTKWordTokenizer`,
+    rule for rule."""
+    return [token for sentence in _sentences(text) for token in _treebank(sentence)]
+
+
+_NUMBER_TOKEN = re.compile(r"-?[.,]?\d[\d,.-]*\.?$")
+_INITIAL = re.compile(r"[^\W\d]\.$")
+_NEXT_TOKEN = re.compile(r"\s+(\S+)")
+
+
+def _sentences(text: str) -> list[str]:
+    """Sentences as Punkt without a trained model splits them: after a word
+    ending in . ? or ! (closing quotes and brackets after it included), but
+    never after an ellipsis or a single-letter initial ("J. Smith"), and not
+    after a number when the next word starts in lower case ("5. then")."""
+    out, start = [], 0
+    for m in re.finditer(r"\S+", text):
+        word, nxt = m.group(), _NEXT_TOKEN.match(text, m.end())
+        if nxt is None or not word.rstrip("\"')]}").endswith((".", "?", "!")):
+            continue
+        following, word = nxt.group(1), word.lstrip("(\"`{[:;&#*@)}]-,")  # what Punkt splits off a word's start
+        if word.endswith("."):
+            quiet = following in (";", ":", ",", ".", "!", "?") or following[0].islower()
+            if word.endswith("..") or _INITIAL.match(word) and (quiet or following[0].isupper()):
+                continue
+            if _NUMBER_TOKEN.match(word) and quiet:
+                continue
+        out.append(text[start:m.end()])
+        start = nxt.start(1)
+    out.append(text[start:])
+    return out
+
+
+def _rules(*pairs: tuple[str, str]) -> list[tuple[re.Pattern[str], str]]:
+    return [(re.compile(rx), sub) for rx, sub in pairs]
+
+
+# nltk.tokenize.destructive.NLTKWordTokenizer (Apache-2.0), in its order
+_STARTING_QUOTES = _rules(
+    ("([«“‘„]|[`]+)", r" \1 "), (r'^"', "``"), (r"(``)", r" \1 "), (r"([ \(\[{<])(\"|\'{2})", r"\1 `` "),
+    (r"(?i)(?<!\w)(\')(?!(?:re|ve|ll|m|t|s|d|n)\b)(?=\w)", r"\1 "),
+)
+_PUNCTUATION = _rules(
+    (r'([^\.])(\.)([\]\)}>"\'»”’ ]*+)\s*$', r"\1 \2 \3 "), (r"([:,])([^\d])", r" \1 \2"), (r"([:,])$", r" \1 "),
+    (r"\.{2,}", r" \g<0> "), (r"[;@#$%&]", r" \g<0> "), ("[\u2012-\u2015]", r" \g<0> "),
+    (r'([^\.])(\.)([\]\)}>"\']*)\s*$', r"\1 \2\3 "), (r"[?!]", r" \g<0> "), (r"([^'])' ", r"\1 ' "),
+    (r"[*]", r" \g<0> "), (r"[\]\[\(\)\{\}\<\>]", r" \g<0> "), (r"--", r" -- "),
+)
+_ENDING_QUOTES = _rules(
+    ("([»”’])", r" \1 "), (r"''", " '' "), (r'"', " '' "), (r"\s+", " "),
+    (r"([^' ])('[sS]|'[mM]|'[dD]|') ", r"\1 \2 "), (r"([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) ", r"\1 \2 "),
+)
+_CONTRACTIONS = [re.compile(rx) for rx in (
+    r"(?i)\b(can)(?#X)(not)\b", r"(?i)\b(d)(?#X)('ye)\b", r"(?i)\b(gim)(?#X)(me)\b", r"(?i)\b(gon)(?#X)(na)\b",
+    r"(?i)\b(got)(?#X)(ta)\b", r"(?i)\b(lem)(?#X)(me)\b", r"(?i)\b(more)(?#X)('n)\b", r"(?i)\b(wan)(?#X)(na)(?=\s)",
+    r"(?i) ('t)(?#X)(is)\b", r"(?i) ('t)(?#X)(was)\b",
+)]
+
+
+def _treebank(text: str) -> list[str]:
+    for rx, sub in _STARTING_QUOTES + _PUNCTUATION:
+        text = rx.sub(sub, text)
+    text = f" {text} "
+    for rx, sub in _ENDING_QUOTES:
+        text = rx.sub(sub, text)
+    for rx in _CONTRACTIONS:
+        text = rx.sub(r" \1 \2 ", text)
+    return text.split()
 
 
 # ---------------------------------------------------------------- the LLM
