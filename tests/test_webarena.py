@@ -508,3 +508,28 @@ async def test_webarena_site_logs_in_with_the_storage_state(browser, tmp_path):
             await WebArenaSite().setup(page, missing)
     finally:
         await context.close()
+
+
+async def test_imported_fuzzy_match_asks_the_configured_endpoint(browser):
+    """--llm-base-url/--llm-model reach the judge: task 8 (fuzzy_match)
+    imported with the mock server as its endpoint, judged by the real client."""
+    from bootstrap.mock_server import MockServer
+
+    def grade(request: dict[str, Any]) -> str | None:
+        text = request["messages"][-1]["content"]
+        return "correct" if "student answer: there is no airport" in text else "incorrect"
+
+    with MockServer(responders=[grade]) as server:
+        llm = {"base_url": server.url, "model": "mock-agent"}
+        done = import_configs([RAW[8]], parse_site_map(FAKE_MAP), llm=llm)
+        (tpl,) = done.files["webarena"]["templates"]
+        assert tpl["judge"]["llm"] == llm
+        from synth.tasks import Template, instantiate_seed
+
+        task = instantiate_seed("webarena", Template.model_validate(tpl), 0)
+        pages = {"http://map.test": "<p>map</p>"}
+        good = await judge_on(browser, task, "http://map.test:3000/", pages, "There is no airport within 5 km")
+        assert good.passed, good.reason
+        wrong = await judge_on(browser, task, "http://map.test:3000/", pages, "Pittsburgh International Airport")
+        assert not wrong.passed and "fuzzy_match" in wrong.reason
+        assert server.count() == 2
