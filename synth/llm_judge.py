@@ -157,7 +157,8 @@ async def screenshots(ctx: JudgeContext, count: int, max_width: int) -> list[str
 
     if count <= 0:
         return []
-    pngs = [s.observation.screenshot for s in ctx.steps if s.observation.screenshot][-(count - 1):] if count > 1 else []
+    recorded = [s.observation.screenshot for s in ctx.steps if s.observation.screenshot]
+    pngs = recorded[max(0, len(recorded) - (count - 1)):]
     if ctx.page is not None and not ctx.page.is_closed():
         pngs.append(await ctx.page.screenshot())
     return [screenshot_url(png, max_width)[0] for png in pngs[-count:]]
