@@ -21,7 +21,8 @@ multiplied, and the task passes when the product is 1.0:
 This module re-states `evaluation_harness/evaluators.py` and
 `helper_functions.py` in synth's terms with the same semantics, their quirks
 included (the answer is cleaned twice; a throwing locator reads as ""; a
-locator's `null` reads as "None" because WebArena takes `str()` of it), so a
+locator's `null` reads as "None" because WebArena takes `str()` of it; nltk's
+tokenizer decides a one-character `must_include`, ported here), so a
 trajectory scores here what it scores there. Two deliberate differences: after
 opening a target URL the page is waited for (load and network idle, at most
 3 s) instead of WebArena's fixed 3 s sleep; and `func:` expressions are parsed
@@ -63,18 +64,6 @@ OR = " |OR| "
 
 PLACEHOLDER = re.compile(r"__[A-Z]+(?:_[A-Z]+)*__")
 """WebArena's site placeholders: __SHOPPING__, __SHOPPING_ADMIN__, __GITLAB__ ..."""
-
-SITE_PLACEHOLDERS = {
-    "shopping": "__SHOPPING__",
-    "shopping_admin": "__SHOPPING_ADMIN__",
-    "gitlab": "__GITLAB__",
-    "reddit": "__REDDIT__",
-    "wikipedia": "__WIKIPEDIA__",
-    "map": "__MAP__",
-    "homepage": "__HOMEPAGE__",
-}
-"""WebArena's `sites` names and the placeholders their URLs are written with."""
-
 
 class WebArenaConfigError(ValueError):
     """A task config synth cannot judge as WebArena would. The message starts

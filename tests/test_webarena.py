@@ -533,3 +533,16 @@ async def test_imported_fuzzy_match_asks_the_configured_endpoint(browser):
         wrong = await judge_on(browser, task, "http://map.test:3000/", pages, "Pittsburgh International Airport")
         assert not wrong.passed and "fuzzy_match" in wrong.reason
         assert server.count() == 2
+
+
+async def test_a_null_locator_reads_as_none(browser):
+    """WebArena takes str() of what the locator returns: null is "None"
+    (so must_include "none" passes on a page without the element)."""
+    config = {"task_id": 9302, "intent": "x", "eval": {"eval_types": ["program_html"], "program_html": [
+        {"url": "last", "locator": "document.querySelector('#missing')", "required_contents": {"exact_match": "None"}},
+        {"url": "last", "locator": "[...document.querySelectorAll('li')].map(e => e.innerText)",
+         "required_contents": {"exact_match": "['a', 'b']"}}]}}
+    task = Task(task_id="t", template_id="webarena/x", site="webarena", seed=0,
+                judge=JudgeSpec.model_validate({"type": "webarena", "config": config}))
+    v = await judge_on(browser, task, "http://x.test/", {"http://x.test": "<ul><li>a</li><li>b</li></ul>"})
+    assert v.passed, v.reason
