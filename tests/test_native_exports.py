@@ -240,6 +240,10 @@ def test_planning_text_on_every_planning_row_with_the_monologue_off(out, recorde
     assert said[f"{login.trajectory_id}-{typed.index:03d}"] == (
         f"Action: Type '{typed.action.text}' into the '{typed.element.name}' field."
     )
+    # in words, not coordinates: a plan with the point would give its action away
+    assert not any(re.search(r"\(0?\.\d+, 0?\.\d+\)", p) for p in said.values())
+    unnamed = sft.describe(_view(Action(name="click", x=0.9, y=0.1)))
+    assert unnamed == "Click at the top right."
     for row in parquet_rows(out, "sft-messages"):
         assert "\nAction: " in "\n" + row["messages"][2]["content"].split("```python")[0]
 

@@ -252,13 +252,28 @@ _NOUNS = {
 
 
 def _phrase(el: Element | None, at: str = "") -> str:
-    """"the 'Submit' button", "the field", "the element at (0.78, 0.6)"."""
+    """"the 'Submit' button", "the field", "the element at the top left"."""
     if el is None:
         return ""
     noun = "element" if el.role in _VAGUE_ROLES else _NOUNS.get(el.role, el.role)
     if el.name.strip():
         return f"the '{_short(el.name)}' {noun}"
-    return f"the {noun} at {at}" if noun == "element" and at else f"the {noun}"
+    return f"the {noun} {at}" if noun == "element" and at else f"the {noun}"
+
+
+def _spot(x: float | None, y: float | None) -> str:
+    """Where a point is, in a person's words ("the top left", "the middle"):
+    a plan that gave the coordinates would give the action away."""
+    if x is None or y is None:
+        return ""
+    row = "top" if y < 1 / 3 else "bottom" if y > 2 / 3 else ""
+    col = "left" if x < 1 / 3 else "right" if x > 2 / 3 else ""
+    return " ".join(["the", *filter(None, (row, col))]) if row or col else "the middle"
+
+
+def _region(x: float | None, y: float | None) -> str:
+    spot = _spot(x, y)
+    return "" if not spot else ("in " if spot == "the middle" else "at ") + spot
 
 
 def describe(view: StepView) -> str:
@@ -266,11 +281,11 @@ def describe(view: StepView) -> str:
     the low-level instruction every step gets when it has no monologue
     ("Click the 'Login' button.", "Type 'bob' into the 'Username' field.")."""
     a, el = view.action, view.element
-    at = f"({a.x:.3g}, {a.y:.3g})" if a.x is not None and a.y is not None else ""
+    at = _region(a.x, a.y)
     target = _phrase(el, at)
     verbs = {"click": "Click", "double_click": "Double-click", "right_click": "Right-click", "hover": "Hover over"}
     if a.name in verbs:
-        return f"{verbs[a.name]} {target or 'at ' + at}."
+        return f"{verbs[a.name]} {target or at}."
     if a.name == "type":
         return f"Type '{_short(a.text or '')}'" + (f" into {target}." if target else ".")
     if a.name == "press":
@@ -282,9 +297,9 @@ def describe(view: StepView) -> str:
             direction = "down" if (a.dy or 0) > 0 else "up"
         return f"Scroll {direction}" + (f" in {target}." if target else ".")
     if a.name == "drag":
-        return f"Drag {target or 'from ' + at} to ({a.x2 or 0.0:.3g}, {a.y2 or 0.0:.3g})."
+        return f"Drag {target or 'from ' + _spot(a.x, a.y)} to {_spot(a.x2, a.y2) or 'another place'}."
     if a.name == "select":
-        return f"Select '{_short(a.text or '')}' in {target or 'the list at ' + at}."
+        return f"Select '{_short(a.text or '')}' in {target or 'the list ' + at}."
     if a.name == "navigate":
         return f"Go to {a.text}."
     if a.name == "go_back":
