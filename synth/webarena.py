@@ -208,9 +208,13 @@ class LLMSettings:
 
         async def ask(messages: list[dict[str, str]]) -> str:
             # WebArena's parameters: temperature 0, top_p 1, 768 tokens
-            reply = await client.chat.completions.create(
-                model=model, messages=messages, temperature=0, top_p=1.0, max_tokens=768  # type: ignore[arg-type]
-            )
+            try:
+                reply = await client.chat.completions.create(
+                    model=model, messages=messages, temperature=0, top_p=1.0, max_tokens=768  # type: ignore[arg-type]
+                )
+            except openai.OpenAIError as e:  # its text goes into a verdict's reason: never the key
+                text = f"{type(e).__name__}: {e}"
+                raise RuntimeError(text.replace(key, "***") if key else text) from None
             return reply.choices[0].message.content or ""
 
         return ask

@@ -546,3 +546,15 @@ async def test_a_null_locator_reads_as_none(browser):
                 judge=JudgeSpec.model_validate({"type": "webarena", "config": config}))
     v = await judge_on(browser, task, "http://x.test/", {"http://x.test": "<ul><li>a</li><li>b</li></ul>"})
     assert v.passed, v.reason
+
+
+async def test_an_llm_error_never_shows_the_key(monkeypatch):
+    from bootstrap.mock_server import MockServer
+    from synth.webarena import LLMSettings
+
+    monkeypatch.setenv("WA_TEST_KEY", "sk-test-0123456789")
+    with MockServer(api_key="another-key") as server:  # a 401 for our key
+        ask = LLMSettings(base_url=server.url, model="mock-agent", api_key_env="WA_TEST_KEY").ask()
+        with pytest.raises(RuntimeError) as e:
+            await string_score(RAW[8], "x", lambda: ask)
+    assert "sk-test-0123456789" not in str(e.value) and "AuthenticationError" in str(e.value)
