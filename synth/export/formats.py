@@ -4,7 +4,8 @@
 *accepted* trajectory to each format listed in `export.formats`; a format turns
 it into samples written to `data/sft-<name>/`. A format is one registration
 here: a name, a description (the dataset card shows it), an Arrow schema (or
-none for JSONL) and `samples(trajectory_row) -> Iterator[dict]`.
+none for JSONL) and `samples(trajectory_row) -> Iterator[dict]` (a `LeftOut`
+in place of a step's sample when the format cannot express it: counted).
 
 Every text comes from the recorded data: the task instruction, the step's
 inner monologue when a generator filled it (or the thought a labeler wrote or
@@ -536,7 +537,7 @@ def parse_chat_reply(text: str) -> Action:
 class SFTFormat:
     name: str
     description: str
-    samples: Callable[[dict[str, Any]], Iterator[dict[str, Any]]]
+    samples: Callable[[dict[str, Any]], Iterator[dict[str, Any] | LeftOut]]
     schema: pa.Schema | None = None
     """Arrow schema of a Parquet config; None for a JSONL config."""
     image_columns: tuple[str, ...] = ()
@@ -653,14 +654,13 @@ def cogagent(traj: dict[str, Any]) -> Iterator[dict[str, Any] | LeftOut]:
     history: list[str] = []
     blocked = ""
     for i, v in enumerate(acting):
-        if not blocked:
+        if blocked:
+            reason = "after a step CogAgent cannot express"
+        else:
             try:
                 op = cogagent_operation(v)
             except NotExpressible as e:
-                blocked = str(e)
-                reason = blocked
-        elif blocked:
-            reason = "after a step CogAgent cannot express"
+                blocked = reason = str(e)
         if blocked:
             if v.png:
                 yield LeftOut(reason)
