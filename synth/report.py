@@ -1,59 +1,46 @@
 """`synth stats --html`: one self-contained HTML page a data lead can open or
-attach: yield, cost and rejection reasons per source and template, and what
-each quality gate took out. No scripts and no network: tables and CSS bars,
-so it renders the same offline, in a CI artifact or an email."""
+attach: plots of yield, cost, steps, actions, rejections and labelers; the
+funnel per source and template; and a browser of every trajectory, accepted
+or rejected, with its actions drawn on its screenshots and its verdicts.
+
+Nothing is fetched: the Vega runtime, the plot specs, the trajectories and
+their screenshots (small PNGs, each trajectory's parsed only when opened) are
+all in the one file, so it renders the same offline, in a CI artifact or an
+email."""
 
 from __future__ import annotations
 
 import json
 import time
+from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 
 from synth import storage
 from synth.query import connect, stats_tables
+from synth.report_html import charts, data
+from synth.report_html.thumbs import Thumbnails
 
-_PAGE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(
-    """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ name }}: synth report</title>
-<style>
-body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1d232a;padding:0 1rem}
-h1{font-size:1.5rem;margin-bottom:.2rem} h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #dde2e7}
-.sub{color:#5b6570} .cards{display:flex;gap:1rem;flex-wrap:wrap;margin:1rem 0}
-.card{border:1px solid #dde2e7;border-radius:8px;padding:.6rem 1rem;min-width:9rem}
-.card b{display:block;font-size:1.4rem}
-table{border-collapse:collapse;width:100%;margin:.5rem 0} th,td{padding:.25rem .5rem;text-align:left;border-bottom:1px solid #eef1f4}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
-.bar{display:flex;height:.9rem;background:#eef1f4;border-radius:3px;overflow:hidden;min-width:12rem}
-.ok{background:#2f9e66} .no{background:#d9534f}
-</style></head><body>
-<h1>{{ name }}</h1>
-<div class="sub">{{ out_dir }} · made {{ made }} · runs {{ runs|join(", ") }}</div>
-<div class="cards">
-{% for label, value in cards %}<div class="card">{{ label }}<b>{{ value }}</b></div>{% endfor %}
-</div>
-{% if gates %}<h2>Quality gates</h2>
-<table><tr><th>gate</th><th>in</th><th>rejected</th><th>detail</th></tr>
-{% for g in gates %}<tr><td>{{ g.name }}</td><td class="n">{{ g["in"] }}</td><td class="n">{{ g.rejected }}</td><td>{{ g.detail }}</td></tr>{% endfor %}
-</table>{% endif %}
-<h2>Yield by template</h2>
-<table><tr><th>template</th><th>source</th><th>accepted</th><th>total</th><th></th></tr>
-{% for r in templates %}<tr><td>{{ r.template }}</td><td>{{ r.source }}</td><td class="n">{{ r.accepted }}</td><td class="n">{{ r.total }}</td>
-<td><div class="bar"><div class="ok" style="width:{{ r.pct }}%"></div><div class="no" style="width:{{ 100 - r.pct }}%"></div></div></td></tr>{% endfor %}
-</table>
-{% if reasons %}<h2>Rejection reasons</h2>
-<table><tr><th>reason</th><th>trajectories</th><th></th></tr>
-{% for reason, n, pct in reasons %}<tr><td>{{ reason }}</td><td class="n">{{ n }}</td><td><div class="bar"><div class="no" style="width:{{ pct }}%"></div></div></td></tr>{% endfor %}
-</table>{% endif %}
-{% for title, cols, rows in tables %}<h2>{{ title }}</h2>
-<table><tr>{% for c in cols %}<th>{{ c }}</th>{% endfor %}</tr>
-{% for row in rows %}<tr>{% for v in row %}<td{% if v is number %} class="n"{% endif %}>{{ v if v is not none else "" }}</td>{% endfor %}</tr>{% endfor %}
-</table>{% endfor %}
-</body></html>
-"""
-)
+
+def _asset(name: str) -> str:
+    return resources.files("synth.report_html").joinpath(name).read_text()
+
+
+_PAGE = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(_asset("page.html"))
+
+
+def _json(value: Any) -> str:
+    """JSON safe inside a <script> element (no `</script>` can end it early)."""
+    return json.dumps(value, separators=(",", ":"), default=str).replace("<", "\\u003c")
+
+
+def _link(**filters: Any) -> str:
+    """The page's link to the trajectory list filtered by `filters`."""
+    kept = {k: v for k, v in filters.items() if v not in (None, "", "(all)")}
+    return "#list?" + urlencode(kept)
 
 
 def _gates(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -62,31 +49,76 @@ def _gates(manifest: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     judge, replay = g["judge"], g["replay"]
     return [
-        {"name": "judge", "in": judge["in"], "rejected": judge["in"] - judge["passed"], "detail": ""},
-        {"name": "review", "in": g["review"]["reviewed"], "rejected": g["review"]["rejected"], "detail": ""},
-        {"name": "consistency", "in": g["consistency"]["in"], "rejected": g["consistency"]["rejected"],
+        {"name": "judge", "stage": "judge", "in": judge["in"], "rejected": judge["in"] - judge["passed"], "detail": ""},
+        {"name": "review", "stage": "review", "in": g["review"]["reviewed"], "rejected": g["review"]["rejected"], "detail": ""},
+        {"name": "consistency", "stage": "consistency", "in": g["consistency"]["in"], "rejected": g["consistency"]["rejected"],
          "detail": ", ".join(f"{k} {v}" for k, v in g["consistency"]["by_flag"].items())},
-        {"name": "dedup", "in": g["dedup"]["in"], "rejected": g["dedup"]["rejected"],
+        {"name": "dedup", "stage": "dedup", "in": g["dedup"]["in"], "rejected": g["dedup"]["rejected"],
          "detail": f"threshold {g['dedup']['threshold']}"},
-        {"name": "replay", "in": replay["in"], "rejected": replay["rejected"],
+        {"name": "replay", "stage": "replay", "in": replay["in"], "rejected": replay["rejected"],
          "detail": f"{replay['replayed']} replayed, {replay['cached']} cached, {replay['not_sampled']} not sampled, "
                    f"{replay['promoted']} promoted"},
-        {"name": "minimality", "in": replay["passed"], "rejected": g["minimality"]["rejected"],
+        {"name": "minimality", "stage": "minimality", "in": replay["passed"], "rejected": g["minimality"]["rejected"],
          "detail": f"mode {g['minimality']['mode']}, {g['minimality']['steps_dropped']} steps dropped"},
     ]
 
 
-def render(out_dir: storage.Location) -> str:
+def _stage_costs(manifest: dict[str, Any]) -> str:
+    """What the manifest says the gates spent, where it records it."""
+    mono = (manifest.get("gates") or {}).get("monologue") or {}
+    said = []
+    if mono.get("cost_usd"):
+        said.append(f"The monologue gate spent ${mono['cost_usd']:,.4f} on {mono.get('generated', 0)} steps.")
+    judge_cost = manifest.get("judge_cost_usd")
+    if judge_cost:
+        said.append(f"LLM judges spent ${judge_cost:,.4f}.")
+    said.append("The judge, replay and minimality gates record no per-trajectory spend in this output.")
+    return " ".join(said)
+
+
+def _plots(rows: list[dict[str, Any]], actions: list[dict[str, Any]], agreement: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    points = charts.over_time(rows)
+    no_labelers = "No labeler data in this run: no trajectory came from the human source."
+    no_overlap = ("No labeler agreement in this run: no task was done by two labelers." if any(r["source"] == "human" for r in rows)
+                  else no_labelers)
+    made = [
+        ("accepted-over-time", "Accepted trajectories over time", charts.accepted_over_time(points) if points else None,
+         "No trajectory records when it ran."),
+        ("cost-over-time", "Cost over time", charts.cost_over_time(points) if points else None, "No trajectory records when it ran."),
+        ("steps-per-trajectory", "Steps per trajectory", charts.steps_per_trajectory(rows) if rows else None, "No trajectories."),
+        ("actions-by-kind", "Actions by kind", charts.actions_by_kind(actions) if actions else None, "No steps."),
+        ("rejections", "Rejections per gate and template", charts.rejections(rows), "Nothing was rejected."),
+        ("labeler-throughput", "Labeler throughput", charts.labeler_throughput(rows), no_labelers),
+        ("labeler-agreement", "Labeler agreement", charts.labeler_agreement(agreement), no_overlap),
+    ]
+    return [{"id": f"plot-{i}", "title": t, "spec": spec, "empty": empty} for i, t, spec, empty in made]
+
+
+def _tables(con: Any) -> list[tuple[str, list[str], list[tuple[str, tuple]]]]:
+    """`synth stats`'s tables, each row linked to its trajectories."""
+    out = []
+    for title, (cols, rows) in stats_tables(con).items():
+        linked = []
+        for r in rows:
+            row = dict(zip(cols, r))
+            stage = data.rejecting_stage(row.get("status"), row.get("reason")) if row.get("reason") else None
+            linked.append((_link(source=row.get("source"), template=row.get("template_id"), status=row.get("status"),
+                                 stage=stage), r))
+        out.append((title, cols, linked))
+    return out
+
+
+def render(out_dir: storage.Location, screenshots: bool = True) -> str:
+    """The report of the output at `out_dir`; `screenshots=False` leaves the
+    screenshots out (a much smaller page, steps and verdicts still shown)."""
     fs, root = storage.resolve(out_dir)
     manifest_path = storage.join(root, "manifest.json")
     if not storage.exists(fs, manifest_path):
         raise FileNotFoundError(f"{out_dir}: no manifest.json; run `synth run PIPELINE` first")
     m = json.loads(storage.read_text(fs, manifest_path))
     con = connect(out_dir)
-    per_template = con.sql(
-        """SELECT template_id, source, count(*) FILTER (status = 'accepted'), count(*)
-           FROM trajectories GROUP BY ALL ORDER BY 1, 2"""
-    ).fetchall()
+    rows = data.index_rows(con)
+    has_steps = bool(con.sql("SELECT count(*) FROM duckdb_views() WHERE view_name = 'steps'").fetchall()[0][0])
     total, accepted, cost = m["trajectories"], m["accepted"], m.get("cost_usd", 0.0)
     cards = [
         ("trajectories", f"{total:,}"),
@@ -96,27 +128,40 @@ def render(out_dir: storage.Location) -> str:
         ("cost", f"${cost:,.2f}"),
         ("$ / accepted", f"${cost / accepted:,.4f}" if accepted and cost else "-"),
     ]
+    funnel = data.funnel(rows)
+    for f in funnel:
+        f["link"] = _link(source=f["source"], template=f["template"])
+        f["pct"] = round(100 * f["accepted"] / f["attempted"], 1) if f["attempted"] else 0
     rejected = sum(m["reject_reasons"].values()) or 1
+    details = data.trajectory_details(con, Thumbnails() if screenshots else None) if has_steps else iter(())
+    plots = _plots(rows, data.action_counts(con), data.labeler_agreement(con))
     return _PAGE.render(
         name=m["name"],
         out_dir=str(out_dir),
         made=time.strftime("%Y-%m-%d %H:%M"),
         runs=m.get("run_ids", []),
         cards=cards,
+        plots=plots,
+        specs=_json({p["id"]: p["spec"] for p in plots if p["spec"]}),
+        funnel=funnel,
+        stage_costs=_stage_costs(m),
         gates=_gates(m),
-        templates=[
-            {"template": t, "source": s, "accepted": a, "total": n, "pct": round(100 * a / n, 1) if n else 0}
-            for t, s, a, n in per_template
-        ],
-        reasons=[(k, v, round(100 * v / rejected, 1)) for k, v in sorted(m["reject_reasons"].items(), key=lambda kv: -kv[1])],
-        tables=[(title, cols, rows) for title, (cols, rows) in stats_tables(con).items()],
+        reasons=[(k, v, round(100 * v / rejected, 1), _link(stage=data.rejecting_stage("rejected", k)))
+                 for k, v in sorted(m["reject_reasons"].items(), key=lambda kv: -kv[1])],
+        tables=_tables(con),
+        index=_json([{k: r[k] for k in ("id", "template", "source", "detail", "status", "stage", "reason", "steps",
+                                         "instruction")} for r in rows]),
+        details=((tid, _json(d)) for tid, d in details),
+        css=_asset("page.css"),
+        js=_asset("page.js"),
+        vega=charts.vega_bundle().replace("</script", "<\\/script"),
     )
 
 
-def write(out_dir: storage.Location, path: Path | str | None = None) -> str:
+def write(out_dir: storage.Location, path: Path | str | None = None, screenshots: bool = True) -> str:
     """Write the report to the local `path`, else to `report.html` in the
     output (local or not); returns where."""
-    html = render(out_dir)
+    html = render(out_dir, screenshots)
     if path:
         Path(path).write_text(html)
         return str(path)

@@ -218,5 +218,7 @@ def test_stats_html_draws_the_report(finished_run):
     r = synth("stats", str(out), "--html")
     assert r.returncode == 0, r.stderr
     html = (out / "report.html").read_text()
-    assert "<script" not in html and "Quality gates" in html and "miniwob/login-user" in html
-    assert "Yield by template" in html and "by source" in html
+    assert "Quality gates" in html and "miniwob/login-user" in html
+    assert "Funnel per source and template" in html and "by source" in html
+    # one self-contained file: no script or style is loaded from elsewhere
+    assert 'src="http' not in html and '<link rel="stylesheet"' not in html

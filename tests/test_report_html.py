@@ -1,0 +1,191 @@
+"""`synth stats --html` in a real Chromium: the page renders offline with no
+console errors, its plots are drawn, and a table row's link opens the right
+trajectory with its steps, screenshots and the action overlaid.
+
+The input is a small real output: MiniWoB++ episodes recorded with the
+session's Chromium, staged, and gated into shards by `synth run` (sources
+off, replay off: the gates that need no browser still reject some), so the
+report sees accepted and rejected trajectories and a labeler overlap."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import pytest_asyncio
+
+from synth import staging
+from synth.episode import run_episode
+from synth.schema import Trajectory, trajectory_id
+from synth.solver import get_solver
+from synth.tasks import tasks_from
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "templates/tasks/miniwob.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def _task(name: str, seed: int):
+    (t,) = [t for t in tasks_from(TEMPLATES, [name], seeds=seed + 1) if t.seed == seed]
+    return t
+
+
+def _as(t: Trajectory, source: str, detail: str) -> Trajectory:
+    return t.model_copy(deep=True, update={"source": source, "source_detail": detail,
+                                           "trajectory_id": trajectory_id(t.task_id, source, detail)})
+
+
+def _pipeline(tmp: Path) -> Path:
+    p = tmp / "pipeline.yaml"
+    p.write_text(
+        f"""
+name: report
+output_dir: {tmp / 'out'}
+tasks:
+  - templates: {TEMPLATES}
+    include: [click-button, login-user, click-checkboxes]
+    seeds_per_template: 3
+sources:
+  solver: {{enabled: false}}
+quality:
+  replay: {{enabled: false}}
+ray: {{batch_size: 2, num_cpus: 2}}
+"""
+    )
+    return p
+
+
+def _synth(*args: str) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, "-m", "synth.cli", *args], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def made(browser, miniwob_site, tmp_path_factory) -> dict:
+    """A gated output and its report: ids by role, the report's path."""
+    from synth.env import BrowserEnv
+
+    async def record(name: str, seed: int, policy=None) -> Trajectory:
+        env = BrowserEnv(browser, miniwob_site)
+        try:
+            t = _task(name, seed)
+            return await run_episode(env, t, policy or get_solver(t.solver), source="solver", source_detail=t.solver)
+        finally:
+            await env.close()
+
+    async def idle(env, obs) -> None:  # clicks the instruction and stops: the judge fails it
+        await env.click(next(e for e in obs.elements if e.html_id == "query"))
+
+    good = await record("click-button", 0)
+    login = await record("login-user", 1)
+    failed = await record("click-checkboxes", 2, idle)
+    recorded = {
+        "good": good, "login": login, "failed": failed,
+        "copy": _as(good, "solver", "copy"),  # the dedup gate rejects it
+        "ann": _as(login, "human", "ann"), "bob": _as(login, "human", "bob"),  # two labelers, one task
+    }
+    tmp = tmp_path_factory.mktemp("report")
+    staging.write_batch(tmp / "out/staging", list(recorded.values()), "recorded")
+    review = {"trajectory_id": login.trajectory_id, "reviewer": "rita", "verdict": "reject",
+              "tags": ["slow"], "comment": "clicked around", "reviewed_at": 1.0}
+    pq.write_table(pa.Table.from_pylist([review]), tmp / "out/reviews.parquet")
+    _synth("run", str(_pipeline(tmp)))
+    report = tmp / "report.html"
+    _synth("stats", str(tmp / "out"), "--html-path", str(report))
+    rows = {r["trajectory_id"]: r for r in pq.read_table(tmp / "out/data/trajectories").to_pylist()}
+    return {"report": report, "rows": rows, "ids": {k: t.trajectory_id for k, t in recorded.items()}}
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def page(browser, made):
+    """The report open in a fresh page, with every console error and every
+    request that would leave the file collected."""
+    context = await browser.new_context()
+    p = await context.new_page()
+    p.problems = []
+    p.on("console", lambda m: p.problems.append(m.text) if m.type == "error" else None)
+    p.on("pageerror", lambda e: p.problems.append(str(e)))
+    p.on("request", lambda r: p.problems.append("request " + r.url) if not r.url.startswith(("file:", "data:")) else None)
+    await p.goto(made["report"].as_uri())
+    yield p
+    await context.close()
+
+
+def test_the_gated_output_has_what_the_report_must_show(made):
+    rows, ids = made["rows"], made["ids"]
+    assert rows[ids["good"]]["status"] == "accepted"
+    assert rows[ids["copy"]]["reject_reason"].startswith("duplicate:")
+    assert rows[ids["failed"]]["reject_reason"].startswith("judge:")
+    assert rows[ids["login"]]["reject_reason"].startswith("review:")
+
+
+async def test_the_page_renders_offline_with_every_plot_drawn(page, made):
+    specs = json.loads(await page.text_content("#specs"))
+    # every plot has data here, labelers included (two labelers did one task)
+    assert len(specs) == 7 and {"plot-labeler-throughput", "plot-labeler-agreement"} <= set(specs)
+    await page.wait_for_function(f"document.querySelectorAll('.plot svg.marks').length === {len(specs)}", timeout=30_000)
+    for plot_id in specs:
+        marks = await page.evaluate(f"document.querySelectorAll('#{plot_id} svg.marks path, #{plot_id} svg.marks rect').length")
+        assert marks > 0, plot_id
+    assert await page.locator(".plot .empty").count() == 0
+    # the funnel: one row per source and template plus a total per source
+    funnel = await page.locator("#funnel-table tr.row").all_inner_texts()
+    assert any("miniwob/click-button" in r for r in funnel) and sum("(all)" in r for r in funnel) == 2
+    assert page.problems == []
+
+
+async def test_a_funnel_row_lists_its_trajectories_and_a_list_row_opens_one(page, made):
+    ids, rows = made["ids"], made["rows"]
+    await page.locator("#funnel-table tr.row", has_text="miniwob/click-button").filter(has_text="solver").locator("a").first.click()
+    await page.wait_for_function("location.hash.startsWith('#list?')")
+    listed = await page.locator("#list tbody tr").evaluate_all("trs => trs.map(tr => tr.dataset.id)")
+    assert sorted(listed) == sorted([ids["good"], ids["copy"]])
+    # the rejected copy: its id, its steps and what rejected it
+    await page.locator(f"#list tbody tr[data-id='{ids['copy']}'] a").click()
+    await _shows(page, ids["copy"], rows[ids["copy"]]["num_steps"])
+    viewer = await page.inner_text("#viewer")
+    assert "duplicate: of" in viewer and "rejected" in viewer
+    # its "duplicate of" link opens the accepted one
+    await page.locator("#viewer a", has_text=ids["good"]).click()
+    await _shows(page, ids["good"], rows[ids["good"]]["num_steps"])
+    assert page.problems == []
+
+
+async def test_every_table_links_rows_to_trajectories(page, made):
+    ids = made["ids"]
+    # a rejection reason lists what that stage rejected
+    await page.locator("#reasons-table a", has_text="judge").click()
+    await page.wait_for_function("document.querySelectorAll('#list tbody tr').length === 1")
+    await page.locator(f"#list tbody tr[data-id='{ids['failed']}'] a").click()
+    await _shows(page, ids["failed"], made["rows"][ids["failed"]]["num_steps"])
+    assert "judge" in await page.inner_text("#viewer")
+    # a stats table row, and a link straight to a trajectory
+    assert await page.locator("table.stats tr.row a").count() >= 3
+    await page.evaluate(f"location.hash = '#t/{ids['bob']}'")
+    await _shows(page, ids["bob"], made["rows"][ids["bob"]]["num_steps"])
+    assert "human · bob" in await page.inner_text("#viewer")
+    assert page.problems == []
+
+
+async def _shows(page, tid: str, num_steps: int) -> None:
+    """The viewer shows trajectory `tid`: its id, one block per step, each
+    screenshot loaded with the action overlaid on it."""
+    await page.wait_for_function(f"document.querySelector('#viewer .tid')?.textContent === '{tid}'")
+    steps = page.locator("#viewer .step")
+    assert await steps.count() == num_steps > 0
+    loaded = await page.evaluate("[...document.querySelectorAll('#viewer .shot img')].map(i => i.complete && i.naturalWidth)")
+    assert len(loaded) == num_steps and all(w and w > 0 for w in loaded)
+    # a click draws its point and the target's box over the screenshot
+    first = steps.first
+    if await first.locator("dd b").inner_text() == "click":
+        assert await first.locator(".shot svg circle.point").count() == 1
+        assert await first.locator(".shot svg rect.target").count() == 1
+    overlaid = await page.locator("#viewer .shot svg circle.point").count()
+    assert overlaid >= 1
