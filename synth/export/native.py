@@ -153,10 +153,11 @@ class AguvisWriter:
 
     def close(self, stats: NativeStats) -> None:
         for stage, rows in self.rows.items():
-            (self.folder / f"{stage}.json").write_text(json.dumps(rows, ensure_ascii=False))
+            # ASCII: Aguvis opens it with the locale's encoding, whatever that is
+            (self.folder / f"{stage}.json").write_text(json.dumps(rows, ensure_ascii=True), encoding="ascii")
             config = {"datasets": [{"json_path": str(self.final / f"{stage}.json"), "images_folder": "images/",
                                     "sampling_strategy": "all"}]}
-            (self.folder / f"{stage}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+            (self.folder / f"{stage}.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             stats.rows[f"aguvis/{stage}.json"] = len(rows)
         stats.images += len(self.images.written)
 
@@ -166,7 +167,7 @@ class CogAgentWriter:
         self.folder = folder
         self.images = Images(folder / "images")
         self.root = image_root or str(final)
-        self.files = {"train": (folder / "train.jsonl").open("w"), "dev": (folder / "dev.jsonl").open("w")}
+        self.files = {s: (folder / f"{s}.jsonl").open("w", encoding="utf-8") for s in ("train", "dev")}
         self.counts = Counter[str]()
         self.first: list[str] = []
 
