@@ -216,8 +216,10 @@ def stats(
     out_dir: str = typer.Argument(DEFAULT_OUT, help="a pipeline's output folder or URI (s3://...)"),
     html: bool = typer.Option(False, "--html", help="also write a self-contained HTML report"),
     html_path: Optional[Path] = typer.Option(None, "--html-path", help="where (default OUT/report.html)"),
+    screenshots: bool = typer.Option(True, "--screenshots/--no-screenshots",
+                                     help="put every step's screenshot in the HTML report (small PNGs; leave them out for a much smaller file)"),
 ) -> None:
-    """Counts per source, template and verdict."""
+    """Counts per source, template and verdict; with --html, a report with plots, the funnel and a trajectory browser."""
     from synth.query import stats_tables
 
     con = _connect(out_dir)
@@ -225,7 +227,7 @@ def stats(
         from synth.report import write
 
         try:
-            console.print(f"report: {write(out_dir, html_path)}")
+            console.print(f"report: {write(out_dir, html_path, screenshots)}")
         except FileNotFoundError as e:
             fail(str(e))
     for title, (cols, rows) in stats_tables(con).items():

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import duckdb
 import jinja2
 
 from synth import storage
@@ -63,16 +64,13 @@ def _gates(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _stage_costs(manifest: dict[str, Any]) -> str:
-    """What the manifest says the gates spent, where it records it."""
+def _stage_costs(manifest: dict[str, Any], judge_recorded: bool) -> str:
+    """What the funnel cannot show per trajectory, said plainly."""
+    said = [] if judge_recorded else ["This output's verdicts record no judging spend (older data, or no LLM judge)."]
     mono = (manifest.get("gates") or {}).get("monologue") or {}
-    said = []
     if mono.get("cost_usd"):
-        said.append(f"The monologue gate spent ${mono['cost_usd']:,.4f} on {mono.get('generated', 0)} steps.")
-    judge_cost = manifest.get("judge_cost_usd")
-    if judge_cost:
-        said.append(f"LLM judges spent ${judge_cost:,.4f}.")
-    said.append("The judge, replay and minimality gates record no per-trajectory spend in this output.")
+        said.append(f"The monologue gate spent ${mono['cost_usd']:,.4f} on {mono.get('generated', 0)} steps in all.")
+    said.append("Replay and minimality spend only browser time, which this output does not record.")
     return " ".join(said)
 
 
@@ -94,7 +92,7 @@ def _plots(rows: list[dict[str, Any]], actions: list[dict[str, Any]], agreement:
     return [{"id": f"plot-{i}", "title": t, "spec": spec, "empty": empty} for i, t, spec, empty in made]
 
 
-def _tables(con: Any) -> list[tuple[str, list[str], list[tuple[str, tuple]]]]:
+def _tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, list[str], list[tuple[str, tuple]]]]:
     """`synth stats`'s tables, each row linked to its trajectories."""
     out = []
     for title, (cols, rows) in stats_tables(con).items():
@@ -108,6 +106,16 @@ def _tables(con: Any) -> list[tuple[str, list[str], list[tuple[str, tuple]]]]:
     return out
 
 
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether `synth.query.connect` made `name` (a view over local files, or
+    an Arrow dataset registered for an object store)."""
+    try:
+        con.sql(f"SELECT 1 FROM {name} LIMIT 0").fetchall()
+        return True
+    except duckdb.CatalogException:
+        return False
+
+
 def render(out_dir: storage.Location, screenshots: bool = True) -> str:
     """The report of the output at `out_dir`; `screenshots=False` leaves the
     screenshots out (a much smaller page, steps and verdicts still shown)."""
@@ -117,8 +125,10 @@ def render(out_dir: storage.Location, screenshots: bool = True) -> str:
         raise FileNotFoundError(f"{out_dir}: no manifest.json; run `synth run PIPELINE` first")
     m = json.loads(storage.read_text(fs, manifest_path))
     con = connect(out_dir)
+    con.execute("SET enable_progress_bar = false")  # reading every step's screenshot would draw one on the terminal
     rows = data.index_rows(con)
-    has_steps = bool(con.sql("SELECT count(*) FROM duckdb_views() WHERE view_name = 'steps'").fetchall()[0][0])
+    judge_recorded = data.judge_spend_recorded(con)
+    has_steps = _has_table(con, "steps")
     total, accepted, cost = m["trajectories"], m["accepted"], m.get("cost_usd", 0.0)
     cards = [
         ("trajectories", f"{total:,}"),
@@ -144,7 +154,8 @@ def render(out_dir: storage.Location, screenshots: bool = True) -> str:
         plots=plots,
         specs=_json({p["id"]: p["spec"] for p in plots if p["spec"]}),
         funnel=funnel,
-        stage_costs=_stage_costs(m),
+        stage_costs=_stage_costs(m, judge_recorded),
+        judge_recorded=judge_recorded,
         gates=_gates(m),
         reasons=[(k, v, round(100 * v / rejected, 1), _link(stage=data.rejecting_stage("rejected", k)))
                  for k, v in sorted(m["reject_reasons"].items(), key=lambda kv: -kv[1])],

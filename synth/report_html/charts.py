@@ -17,6 +17,7 @@ from typing import Any
 import altair as alt
 
 WIDTH = 460
+NARROW = 300  # horizontal bars: their labels (template names) take the rest
 
 
 def _data(rows: list[dict[str, Any]]) -> alt.Data:
@@ -28,7 +29,7 @@ def _iso(t: float) -> str:
 
 
 def over_time(rows: list[dict[str, Any]], buckets: int = 120) -> list[dict[str, Any]]:
-    """Accepted trajectories and dollars, cumulative per source, at each
+    """Accepted trajectories and dollars (generating and judging), cumulative per source, at each
     point in time a trajectory finished (bucketed so a long run stays small)."""
     done = [r for r in rows if r.get("started_at")]
     if not done:
@@ -41,7 +42,7 @@ def over_time(rows: list[dict[str, Any]], buckets: int = 120) -> list[dict[str, 
         b = math.floor((end - t0) / step)
         c = per.setdefault(r["source"], Counter())
         c[(b, "accepted")] += r["status"] == "accepted"
-        c[(b, "cost")] += r["cost"]
+        c[(b, "cost")] += r["cost"] + r.get("judge_cost", 0.0)
     out = []
     for source, c in sorted(per.items()):
         acc = cost = 0.0
@@ -91,7 +92,7 @@ def actions_by_kind(actions: list[dict[str, Any]]) -> dict[str, Any]:
         .mark_bar()
         .encode(y=alt.Y("kind:N", sort="-x", title=None), x=alt.X("n:Q", title="steps"),
                 color=alt.Color("source:N"), tooltip=["kind:N", "source:N", "n:Q"])
-        .properties(width=WIDTH, height=alt.Step(18)).to_dict()
+        .properties(width=NARROW, height=alt.Step(18)).to_dict()
     )
 
 
@@ -106,7 +107,7 @@ def rejections(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         .mark_bar()
         .encode(y=alt.Y("template:N", sort="-x", title=None), x=alt.X("rejected:Q", stack=True),
                 color=alt.Color("gate:N"), tooltip=["template:N", "gate:N", "rejected:Q"])
-        .properties(width=WIDTH, height=alt.Step(16)).to_dict()
+        .properties(width=NARROW, height=alt.Step(16)).to_dict()
     )
 
 
@@ -140,7 +141,7 @@ def labeler_agreement(agreement: list[dict[str, Any]]) -> dict[str, Any] | None:
         .encode(y=alt.Y("template:N", title=None), yOffset="measure:N",
                 x=alt.X("agreement:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
                 color=alt.Color("measure:N"), tooltip=["template:N", "measure:N", alt.Tooltip("agreement:Q", format=".0%"), "pairs:Q"])
-        .properties(width=WIDTH).to_dict()
+        .properties(width=NARROW).to_dict()
     )
 
 

@@ -32,13 +32,24 @@ def rejecting_stage(status: str | None, reject_reason: str | None) -> str | None
     return _PREFIX.get(prefix, "other")
 
 
+def judge_spend_recorded(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether this output's verdicts carry what judging spent (LLM judges
+    record tokens and dollars in the verdict; older outputs do not)."""
+    columns = {name: str(kind) for name, kind, *_ in con.sql("DESCRIBE trajectories").fetchall()}
+    return "cost_usd" in columns.get("verdict", "") and "tokens_in" in columns.get("verdict", "")
+
+
 def index_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """One row per trajectory: what the browser lists and the plots count."""
+    judge = ("coalesce(verdict.tokens_in, 0) + coalesce(verdict.tokens_out, 0) AS judge_tokens, "
+             "coalesce(verdict.cost_usd, 0) AS judge_cost" if judge_spend_recorded(con)
+             else "0 AS judge_tokens, 0.0 AS judge_cost")
     rel = con.sql(
-        """SELECT trajectory_id AS id, task_id, template_id AS template, source,
-                  coalesce(source_detail, '') AS detail, coalesce(instruction, '') AS instruction, status, coalesce(reject_reason, '') AS reason,
+        f"""SELECT trajectory_id AS id, task_id, template_id AS template, source,
+                  coalesce(source_detail, '') AS detail, coalesce(instruction, '') AS instruction, status,
+                  coalesce(reject_reason, '') AS reason,
                   num_steps AS steps, coalesce(tokens_in, 0) AS tokens_in, coalesce(tokens_out, 0) AS tokens_out,
-                  coalesce(cost_usd, 0) AS cost, coalesce(duration_s, 0) AS seconds,
+                  coalesce(cost_usd, 0) AS cost, coalesce(duration_s, 0) AS seconds, {judge},
                   started_at, verdict.passed AS judge_passed, error IS NOT NULL AS errored
            FROM trajectories ORDER BY template_id, source, trajectory_id"""
     )
@@ -46,6 +57,7 @@ def index_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     for r in rows:
         r["stage"] = rejecting_stage(r["status"], r["reason"])
         r["cost"] = round(float(r["cost"]), 6)
+        r["judge_cost"] = round(float(r["judge_cost"]), 6)
         r["seconds"] = round(float(r["seconds"]), 2)
     return rows
 
@@ -53,7 +65,7 @@ def index_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 def funnel(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per source and template (and a total per source): how many were
     attempted, judged, passed each stage and were accepted, what generating
-    them spent, and dollars per accepted trajectory.
+    and judging them spent, and dollars (both) per accepted trajectory.
 
     A trajectory rejected at a stage passed every stage before it, so the
     count past a stage is the count attempted less those rejected there or
@@ -71,6 +83,7 @@ def funnel(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             passed[stage] = left
         accepted = sum(r["status"] == "accepted" for r in members)
         cost = sum(r["cost"] for r in members)
+        judge_cost = sum(r["judge_cost"] for r in members)
         out.append({
             "source": source, "template": template or "(all)", "total": not template,
             "attempted": len(members), "judged": passed["episode"],
@@ -78,7 +91,8 @@ def funnel(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "other": rejected_at.get("other", 0), "accepted": accepted,
             "tokens_in": sum(r["tokens_in"] for r in members), "tokens_out": sum(r["tokens_out"] for r in members),
             "cost": round(cost, 4), "seconds": round(sum(r["seconds"] for r in members), 1),
-            "usd_per_accepted": round(cost / accepted, 5) if accepted else None,
+            "judge_tokens": sum(r["judge_tokens"] for r in members), "judge_cost": round(judge_cost, 4),
+            "usd_per_accepted": round((cost + judge_cost) / accepted, 5) if accepted else None,
         })
     return out
 
