@@ -189,3 +189,33 @@ async def _shows(page, tid: str, num_steps: int) -> None:
         assert await first.locator(".shot svg rect.target").count() == 1
     overlaid = await page.locator("#viewer .shot svg circle.point").count()
     assert overlaid >= 1
+
+
+def _row(template: str, status: str, reason: str = "", source: str = "solver", cost: float = 0.0) -> dict:
+    from synth.report_html.data import rejecting_stage
+
+    return {"id": f"{template}-{status}-{reason}", "template": template, "source": source, "detail": "", "status": status,
+            "reason": reason, "stage": rejecting_stage(status, reason), "steps": 2, "tokens_in": 10, "tokens_out": 5,
+            "cost": cost, "judge_tokens": 0, "judge_cost": 0.0, "seconds": 1.0, "started_at": 1.7e9, "instruction": ""}
+
+
+def test_the_funnel_counts_each_stage_in_pipeline_order():
+    from synth.report_html.data import funnel
+
+    rows = [_row("a", "accepted", cost=0.5), _row("a", "rejected", "error: browser crashed"),
+            _row("a", "rejected", "judge: wrong answer"), _row("a", "rejected", "duplicate: of x"),
+            _row("a", "rejected", "replay: the judge failed on replay", cost=0.5)]
+    (a, total) = funnel(rows)
+    assert (a["template"], total["template"], total["total"]) == ("a", "(all)", True)
+    assert (a["attempted"], a["judged"], a["passed_judge"], a["passed_review"], a["passed_dedup"],
+            a["passed_replay"], a["accepted"]) == (5, 4, 3, 3, 2, 1, 1)
+    assert a["cost"] == 1.0 and a["usd_per_accepted"] == 1.0 and a["tokens_in"] == 50
+
+
+def test_a_run_without_labelers_says_so_instead_of_an_empty_plot():
+    from synth.report import _plots
+
+    plots = {p["id"]: p for p in _plots([_row("a", "accepted")], [{"source": "solver", "kind": "click", "n": 2}], [])}
+    for key in ("plot-labeler-throughput", "plot-labeler-agreement"):
+        assert plots[key]["spec"] is None and plots[key]["empty"].startswith("No labeler data in this run")
+    assert plots["plot-rejections"]["spec"] is None and plots["plot-steps-per-trajectory"]["spec"] is not None
