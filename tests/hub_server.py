@@ -8,15 +8,19 @@ visibility, pre-upload files (the `preupload` endpoint), upload LFS objects
 The routes, payloads and headers are the ones read in huggingface_hub's
 `hf_api.py`, `_commit_api.py`, `lfs.py` and `file_download.py`.
 
+Content reaches it by either transfer `huggingface_hub` uploads with: Xet
+(its default whenever hf_xet is installed: a CAS token from `xet-write-token`,
+then xorbs and shards to the CAS this server also is, under /cas; the files are
+rebuilt from them) or LFS (HF_HUB_DISABLE_XET=1). Downloads never offer Xet
+(no X-Xet-Hash header), so they are plain HTTP. Not spoken: Xet's
+`xorb-grants` (hf_xet falls back to posting the xorb on a 404), global dedup
+(every chunk query is a 404), LFS multipart, pull requests.
+
 A commit is applied whole or not at all, as on the Hub: every `lfsFile` must
 name an uploaded object of that size, every deletion an existing path, and a
 `parentCommit` must be the branch's head, else nothing changes. Each request
 is logged, and `faults` injects a failure into chosen requests (a status, a
 dropped connection, or a commit applied whose response is then lost).
-
-Xet is not spoken: `huggingface_hub` uploads through Xet whenever `hf_xet` is
-installed, so clients of this server run with HF_HUB_DISABLE_XET=1 and use
-the LFS transfer. Downloads never offer Xet (no X-Xet-Hash header).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import base64
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -72,7 +77,7 @@ class Repo:
 @dataclass
 class Fault:
     """Fails the `skip`+1-th .. `skip`+`times`-th request to `route`
-    ("commit", "lfs-upload", "preupload", "lfs-batch"). `action` is an HTTP
+    ("commit", "lfs-upload", "preupload", "lfs-batch", "xet-xorb", "xet-shard"). `action` is an HTTP
     status as a string, "drop" (close the connection, apply nothing) or
     "apply-then-drop" (commit only: apply it, then lose the response)."""
 
@@ -92,6 +97,9 @@ class HubState:
         self.repos: dict[str, Repo] = {}
         self.commits: dict[str, Commit] = {}
         self.blobs: dict[str, bytes] = {}
+        """File contents by sha256, however they came: inline, LFS or Xet."""
+        self.xorbs: dict[str, bytes] = {}
+        self.xet_tokens: set[str] = set()
         self.log: list[tuple[str, str, int]] = []
         self.commit_payloads: list[list[dict]] = []
         """Every ndjson commit body received (applied or not), parsed."""
@@ -279,6 +287,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.lfs_batch(f"{parts[1]}/{parts[2].removesuffix('.git')}")
             if parts[0] == "__lfs":
                 return self.lfs_object(parts[1:])
+            if parts[0] == "cas":
+                return self.cas(parts[1:])
             if len(parts) >= 5 and parts[0] == "datasets" and parts[3] == "resolve":
                 return self.download(f"{parts[1]}/{parts[2]}", parts[4], "/".join(parts[5:]))
         raise HubError(404, f"no route for {self.command} {path}")
@@ -291,7 +301,8 @@ class Handler(BaseHTTPRequestHandler):
         repo_id = f"{req.get('organization') or user}/{req['name']}"
         url = f"{self.server.base}/datasets/{repo_id}"
         if repo_id.split("/")[0] != user:
-            raise HubError(403, f'You don\'t have the rights to create a dataset under the namespace "{repo_id.split("/")[0]}"')
+            namespace = repo_id.split("/")[0]
+            raise HubError(403, f'You don\'t have the rights to create a dataset under the namespace "{namespace}"')
         if repo_id in self.server.state.repos:
             raise HubError(409, "You already created this dataset repo", url=url)
         self.server.state.create_repo(repo_id, private=req.get("visibility", "public") == "private")
@@ -320,6 +331,8 @@ class Handler(BaseHTTPRequestHandler):
             if visibility is not None:
                 repo.private = visibility == "private"
             return 200, {}, {}
+        if kind in ("xet-write-token", "xet-read-token"):
+            return self.xet_token(self.repo(repo_id, write=kind == "xet-write-token"))
         if kind == "preupload":
             self.fault("preupload")
             return 200, self.preupload(self.repo(repo_id, write=True), rest[1]), {}
@@ -410,7 +423,7 @@ class Handler(BaseHTTPRequestHandler):
         header = next(x["value"] for x in lines if x["key"] == "header")
         parent = header.get("parentCommit")
         if parent is not None and parent != head.oid:
-            raise HubError(412, f"A commit has happened since. Please refresh and try again. ({parent} is not {head.oid})")
+            raise HubError(412, f"A commit has happened since. Please refresh and try again. ({parent} != {head.oid})")
         files = dict(head.files)
         for op in lines:
             self.apply(files, op["key"], op["value"])
@@ -476,6 +489,43 @@ class Handler(BaseHTTPRequestHandler):
         state.blobs[oid] = self.raw
         return 200, b"", {"ETag": f'"{oid}"'}
 
+    # -- Xet -------------------------------------------------------------------
+    def xet_token(self, repo: Repo) -> tuple[int, Any, dict[str, str]]:
+        """A short-lived CAS token; the CAS is this server under /cas."""
+        token = f"xet-{hashlib.sha1(f'{repo.repo_id}{len(self.server.state.xet_tokens)}'.encode()).hexdigest()}"
+        self.server.state.xet_tokens.add(token)
+        exp, cas = int(time.time()) + 3600, f"{self.server.base}/cas"
+        headers = {"X-Xet-Cas-Url": cas, "X-Xet-Access-Token": token, "X-Xet-Token-Expiration": str(exp)}
+        return 200, {"accessToken": token, "exp": exp, "casUrl": cas}, headers
+
+    def cas(self, rest: list[str]) -> tuple[int, Any, dict[str, str]]:
+        state = self.server.state
+        if self.headers.get("Authorization", "").removeprefix("Bearer ") not in state.xet_tokens:
+            raise HubError(401, "no valid Xet token")
+        version, kind = rest[0], rest[1]
+        if kind == "chunks":  # global dedup: nothing known
+            raise HubError(404, "chunk not found")
+        if kind == "xorbs":
+            key = rest[-1]
+            if self.command == "HEAD":
+                return (200 if key in state.xorbs else 404), b"", {}
+            self.fault("xet-xorb")
+            xorb_chunks(self.raw)  # a malformed xorb is refused here, as by CAS
+            state.xorbs[key] = self.raw
+            return 200, {"was_inserted": True}, {}
+        if kind == "shards" and self.command == "POST":
+            self.fault("xet-shard")
+            try:
+                files = shard_files(self.raw, state.xorbs)
+            except ValueError as e:
+                raise HubError(400, f"shard refused: {e}") from e
+            for data in files:
+                state.blobs[hashlib.sha256(data).hexdigest()] = data
+            if version == "v2":
+                return 200, b'{"type":"result"}\n', {"Content-Type": "application/x-ndjson"}
+            return 200, {"result": 1}, {}
+        raise HubError(404, f"no CAS route for {self.command} /{'/'.join(rest)}")
+
     # -- downloads -------------------------------------------------------------
     def download(self, repo_id: str, revision: str, path: str) -> tuple[int, Any, dict[str, str]]:
         repo = self.repo(repo_id)
@@ -532,3 +582,132 @@ def online(monkeypatch: Any, hub: HubServer) -> None:
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "ENDPOINT", hub.base)
+
+
+# -- Xet ------------------------------------------------------------------------
+# What `hf_xet` sends (read in huggingface/xet-core: xet_client/src/cas_client/
+# remote_client.rs for the routes, xet_core_structures/src/xorb_object/ and
+# metadata_shard/ for the formats): xorbs (`POST /v1/xorbs/default/<hash>`),
+# sequences of compressed chunks; then shards (`POST /v1/shards`, or /v2 with an
+# ndjson progress stream) listing, for each file, which chunks of which xorbs
+# make it up. The server rebuilds every file of a shard from its xorbs and keeps
+# it by sha256, which is what the commit's `lfsFile` lines name, as with LFS.
+
+SHARD_TAG = bytes([72, 70, 82, 101, 112, 111, 77, 101, 116, 97, 68, 97, 116, 97, 0, 85, 105, 103, 69, 106, 123,
+                   129, 87, 131, 165, 189, 217, 92, 205, 209, 74, 169])
+XORB_FOOTER = b"XETBLOB"
+
+
+def xet_hex(raw: bytes) -> str:
+    """A Xet hash's text form: four little-endian u64, each printed as hex."""
+    return "".join(raw[i:i + 8][::-1].hex() for i in range(0, 32, 8))
+
+
+def lz4_block(src: bytes, out: bytearray) -> None:
+    """Decode one LZ4 block onto `out` (matches may reach into earlier blocks)."""
+    i = 0
+    while i < len(src):
+        token = src[i]
+        i += 1
+        n = token >> 4
+        if n == 15:
+            while True:
+                n += src[i]
+                i += 1
+                if src[i - 1] != 255:
+                    break
+        out += src[i:i + n]
+        i += n
+        if i >= len(src):
+            return
+        offset = src[i] | src[i + 1] << 8
+        i += 2
+        m = token & 15
+        if m == 15:
+            while True:
+                m += src[i]
+                i += 1
+                if src[i - 1] != 255:
+                    break
+        m += 4
+        start = len(out) - offset
+        if offset >= m:
+            out += out[start:start + m]
+        else:
+            for k in range(m):
+                out.append(out[start + k])
+
+
+def lz4_frame(src: bytes) -> bytes:
+    """The LZ4 frame format (lz4_flex's frame encoder)."""
+    if src[:4] != b"\x04\x22\x4d\x18":
+        raise ValueError("not an LZ4 frame")
+    flg = src[4]
+    i = 6 + (8 if flg & 0x08 else 0) + (4 if flg & 0x01 else 0) + 1
+    out = bytearray()
+    while True:
+        size = int.from_bytes(src[i:i + 4], "little")
+        i += 4
+        if size == 0:
+            return bytes(out)
+        raw, size = size & 0x80000000, size & 0x7FFFFFFF
+        block = src[i:i + size]
+        i += size + (4 if flg & 0x10 else 0)
+        if raw:
+            out += block
+        else:
+            lz4_block(block, out)
+
+
+def bg4_regroup(g: bytes) -> bytes:
+    """Undo byte grouping: the 4 groups of bytes i%4 == 0..3, back in order."""
+    n, rem = len(g) // 4, len(g) % 4
+    sizes = [n + (1 if rem > k else 0) for k in range(4)]
+    out = bytearray(len(g))
+    pos = 0
+    for k, size in enumerate(sizes):
+        out[k::4] = g[pos:pos + size]
+        pos += size
+    return bytes(out)
+
+
+def xorb_chunks(data: bytes) -> list[bytes]:
+    """The uncompressed chunks of a serialized xorb, in order (its footer ignored)."""
+    chunks, p = [], 0
+    while p + 8 <= len(data) and data[p:p + 7] != XORB_FOOTER:
+        h = data[p:p + 8]
+        clen, scheme, ulen = int.from_bytes(h[1:4], "little"), h[4], int.from_bytes(h[5:8], "little")
+        body = data[p + 8:p + 8 + clen]
+        chunk = body if scheme == 0 else lz4_frame(body) if scheme == 1 else bg4_regroup(lz4_frame(body))
+        if len(chunk) != ulen:
+            raise ValueError(f"xorb chunk {len(chunks)}: {len(chunk)} bytes, header says {ulen}")
+        chunks.append(chunk)
+        p += 8 + clen
+    return chunks
+
+
+def shard_files(shard: bytes, xorbs: dict[str, bytes]) -> list[bytes]:
+    """Every file a shard describes, rebuilt from the xorbs it names."""
+    if shard[:32] != SHARD_TAG:
+        raise ValueError("not a Xet shard")
+    p, files = 48, []
+    while True:
+        file_hash = shard[p:p + 32]
+        flags, n = int.from_bytes(shard[p + 32:p + 36], "little"), int.from_bytes(shard[p + 36:p + 40], "little")
+        p += 48
+        if file_hash == b"\xff" * 32:
+            return files
+        data = bytearray()
+        for _ in range(n):
+            e = shard[p:p + 48]
+            xorb, size = xet_hex(e[:32]), int.from_bytes(e[36:40], "little")
+            start, end = int.from_bytes(e[40:44], "little"), int.from_bytes(e[44:48], "little")
+            if xorb not in xorbs:
+                raise ValueError(f"shard names xorb {xorb}, never uploaded")
+            segment = b"".join(xorb_chunks(xorbs[xorb])[start:end])
+            if len(segment) != size:
+                raise ValueError(f"xorb {xorb} chunks {start}..{end}: {len(segment)} bytes, shard says {size}")
+            data += segment
+            p += 48
+        p += (48 * n if flags & 1 << 31 else 0) + (48 if flags & 1 << 30 else 0)
+        files.append(bytes(data))

@@ -10,10 +10,10 @@ and exported by synth's own `export`, with its card and manifest. The same
 trajectories exported with 1 row per shard make a push of more than 256
 files (where `upload_folder` would have split the push into several commits).
 
-Transfer: LFS (HF_HUB_DISABLE_XET=1). With hf_xet installed, huggingface_hub
-uploads through Xet's CAS protocol, which the server does not speak; synth's
-code is the same for both (it calls `create_commit`; the transfer is chosen
-inside `huggingface_hub`).
+Both transfers `huggingface_hub` uploads with: Xet (its default whenever
+hf_xet is installed: xorbs and shards to the CAS, which the server rebuilds the
+files from) and LFS (HF_HUB_DISABLE_XET=1: the git-LFS batch API). The
+transfer-independent checks (token, branch, visibility) run with LFS only.
 """
 
 from __future__ import annotations
@@ -92,22 +92,36 @@ def hub() -> Iterator[HubServer]:
         yield h
 
 
-def env_for(hub: HubServer, home: Path, token: str | None = TOKEN) -> dict[str, str]:
+@pytest.fixture(params=["xet", "lfs"])
+def transfer(request) -> str:
+    return request.param
+
+
+def env_for(hub: HubServer, home: Path, token: str | None = TOKEN, transfer: str = "lfs") -> dict[str, str]:
     """A new user's environment pointed at the local hub: online (conftest sets
-    HF_HUB_OFFLINE for everything else), LFS transfer, no stored login."""
+    HF_HUB_OFFLINE for everything else), the transfer chosen, no stored login."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
-    env.update(HF_ENDPOINT=hub.base, HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0", HF_HUB_DISABLE_XET="1",
-               HF_HOME=str(home), HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_UPDATE_CHECK="1")
+    env.update(HF_ENDPOINT=hub.base, HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0",
+               HF_HUB_DISABLE_XET="1" if transfer == "lfs" else "0", HF_HOME=str(home),
+               HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_UPDATE_CHECK="1")
     if token is not None:
         env["HF_TOKEN"] = token
     return env
 
 
-def synth_push(hub: HubServer, home: Path, out: Path, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess:
+def synth_push(hub: HubServer, home: Path, out: Path, *args: str, token: str | None = TOKEN,
+               transfer: str = "lfs") -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "synth.cli", "push", str(out), *args], capture_output=True, text=True,
-        timeout=300, cwd=ROOT, env=env_for(hub, home, token),
+        timeout=300, cwd=ROOT, env=env_for(hub, home, token, transfer),
     )
+
+
+def uploads(hub: HubServer) -> dict[str, int]:
+    """How many content uploads of each transfer the server received."""
+    log = hub.state.log
+    return {"lfs": sum(1 for m, p, _ in log if m == "PUT" and p.startswith("/__lfs/")),
+            "xet": sum(1 for m, p, _ in log if m == "POST" and p.startswith("/cas/") and "/xorbs/" in p)}
 
 
 def local_files(out: Path) -> dict[str, bytes]:
@@ -135,10 +149,12 @@ def commits_on(hub: HubServer, repo: str, revision: str = "main") -> list[str]:
     return titles
 
 
-def test_push_is_one_commit_of_identical_files_that_loads(hub, outputs, tmp_path):
+def test_push_is_one_commit_of_identical_files_that_loads(hub, outputs, tmp_path, transfer):
     few = outputs["few"]
-    r = synth_push(hub, tmp_path / "home", few, "--repo", "me/web")
+    r = synth_push(hub, tmp_path / "home", few, "--repo", "me/web", transfer=transfer)
     assert r.returncode == 0, r.stderr
+    sent = uploads(hub)
+    assert sent[transfer] > 0 and sent["lfs" if transfer == "xet" else "xet"] == 0, sent
     assert "pushed: " in r.stdout and "/datasets/me/web/commit/" in r.stdout
     assert_repo_is(hub, "me/web", few)
     assert hub.state.repos["me/web"].private
@@ -166,33 +182,38 @@ for c in yaml.safe_load(card)["configs"]:
 print(json.dumps(counts))
 """
     r = subprocess.run([sys.executable, "-c", code, str(few), str(tmp_path / "cache")], capture_output=True,
-                       text=True, timeout=300, env=env_for(hub, tmp_path / "home"))
+                       text=True, timeout=300, env=env_for(hub, tmp_path / "home", transfer=transfer))
     assert r.returncode == 0, r.stderr[-3000:]
     counts = json.loads(r.stdout.strip().splitlines()[-1])
     assert {"trajectories", "steps"} <= set(counts)
     assert all(h == l and h > 0 for h, l in counts.values()), counts
 
 
-def test_a_push_failing_midway_leaves_the_hub_as_it_was_and_a_retry_completes_it(hub, outputs, tmp_path):
+def test_a_push_failing_midway_leaves_the_hub_as_it_was_and_a_retry_completes_it(hub, outputs, tmp_path, transfer):
     few, many = outputs["few"], outputs["many"]
     home = tmp_path / "home"
-    assert synth_push(hub, home, few, "--repo", "me/web").returncode == 0
+    assert synth_push(hub, home, few, "--repo", "me/web", transfer=transfer).returncode == 0
     before = hub.state.repos["me/web"].branches["main"]
     n_many = len(plan_push(many).files)
 
-    # an LFS upload refused after 100 files went up
-    hub.state.faults = [Fault("lfs-upload", "403", skip=100)]
-    r = synth_push(hub, home, many, "--repo", "me/web")
+    # an upload refused midway: an LFS object after 100 went up, a xorb after 2 (one per 64 files)
+    route, skip = ("lfs-upload", 100) if transfer == "lfs" else ("xet-xorb", 2)
+    hub.state.faults = [Fault(route, "403", skip=skip)]
+    r = synth_push(hub, home, many, "--repo", "me/web", transfer=transfer)
     assert r.returncode == 1
-    # the cause in full, not only its wrapper's first line; a storage 403 is not a token problem
-    assert "injected failure of lfs-upload" in r.stderr and "caused by: HfHubHTTPError: 403" in r.stderr
+    assert "uploaded 64/" in r.stderr and "committing" not in r.stderr, r.stderr
+    # the cause in full, not only its wrapper's first line (hf_xet's error has the status and URL, not
+    # the body); a storage 403 is not a token problem
+    said, url = (("caused by: HfHubHTTPError: 403 Forbidden: injected failure", "/__lfs/") if transfer == "lfs"
+                 else ("403 Forbidden", "/cas/v1/xorbs/"))
+    assert said in r.stderr and url in r.stderr, r.stderr
     assert "HF_TOKEN" not in r.stderr
     assert hub.state.repos["me/web"].branches["main"] == before
     assert_repo_is(hub, "me/web", few)
 
     # the commit request dropped, twice (push sends it once more after a dropped connection)
     hub.state.faults = [Fault("commit", "drop", times=2)]
-    r = synth_push(hub, home, many, "--repo", "me/web")
+    r = synth_push(hub, home, many, "--repo", "me/web", transfer=transfer)
     assert r.returncode == 1, r.stderr
     assert "sending it once more" in r.stderr and "RemoteProtocolError" in r.stderr
     assert hub.state.repos["me/web"].branches["main"] == before
@@ -200,7 +221,7 @@ def test_a_push_failing_midway_leaves_the_hub_as_it_was_and_a_retry_completes_it
 
     # the same command again: all of it, in one commit with the stale shards deleted
     hub.state.faults = []
-    r = synth_push(hub, home, many, "--repo", "me/web")
+    r = synth_push(hub, home, many, "--repo", "me/web", transfer=transfer)
     assert r.returncode == 0, r.stderr
     assert_repo_is(hub, "me/web", many)
     assert len(commits_on(hub, "me/web")) == 3
@@ -214,7 +235,7 @@ def test_a_push_failing_midway_leaves_the_hub_as_it_was_and_a_retry_completes_it
     assert f"{n_many} files, {len(stale)} stale files deleted" in r.stdout
 
     # back to the few-shard build: the many shards go in the same commit
-    r = synth_push(hub, home, few, "--repo", "me/web")
+    r = synth_push(hub, home, few, "--repo", "me/web", transfer=transfer)
     assert r.returncode == 0, r.stderr
     assert_repo_is(hub, "me/web", few)
     deleted = {x["value"]["path"] for x in hub.state.commit_payloads[-1] if x["key"] == "deletedFile"}

@@ -169,29 +169,39 @@ def _commit(
 ) -> tuple[str, list[str]]:
     """Upload the contents, then one commit adding `files` and deleting the
     revision's other data/ files; returns (commit URL, deleted paths)."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub import CommitOperationAdd
 
     head = api.repo_info(repo_id, repo_type="dataset", revision=revision).sha
     remote = api.list_repo_files(repo_id, repo_type="dataset", revision=head)
-    stale = sorted(f for f in remote if f.startswith("data/") and f not in set(files))
+    keep = set(files)
+    stale = sorted(f for f in remote if f.startswith("data/") and f not in keep)
     say(f"datasets/{repo_id}@{revision} has {len(remote)} files; {len(stale)} stale data/ files will be deleted")
     adds = [CommitOperationAdd(f, str(folder / f)) for f in files]
-    deletes = [CommitOperationDelete(f) for f in stale]
     _upload(api, repo_id, revision, adds, say)
-    say(f"committing {len(adds)} files and {len(deletes)} deletions in one commit")
+    say(f"committing {len(adds)} files and {len(stale)} deletions in one commit")
+    return _send(api, repo_id, revision, head, adds, stale, title, say), stale
+
+
+def _send(
+    api: "HfApi", repo_id: str, revision: str, head: str, adds: list, stale: list[str], title: str, say: Say
+) -> str:
+    """The commit, on top of `head` only; returns its URL. Its response lost,
+    the branch tells whether it landed; not landed after a dropped connection,
+    it is sent once more (the same parent: it cannot apply twice)."""
+    from huggingface_hub import CommitOperationDelete
+    from huggingface_hub.errors import HfHubHTTPError
+
+    operations = [*adds, *(CommitOperationDelete(f) for f in stale)]
     for attempt in (1, 2):
         try:
-            info = api.create_commit(
-                repo_id, [*adds, *deletes], commit_message=title, repo_type="dataset", revision=revision,
-                parent_commit=head,
-            )
-            return info.commit_url, stale
+            info = api.create_commit(repo_id, operations, commit_message=title, repo_type="dataset",
+                                     revision=revision, parent_commit=head)
+            return info.commit_url
         except Exception as e:  # noqa: BLE001 - the commit may have landed all the same
             landed = _landed(api, repo_id, revision, head, adds, stale)
             if landed is not None:
                 say(f"the commit's response was lost ({type(e).__name__}), but the branch holds this push")
-                return landed, stale
+                return landed
             if attempt == 2 or isinstance(e, HfHubHTTPError) or not _is_transport_error(e):
                 raise
             say(f"commit not applied ({type(e).__name__}: {e}); sending it once more")
