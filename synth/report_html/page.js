@@ -99,7 +99,8 @@
   function stepView(s) {
     let shot;
     if (s.img) {
-      shot = el("div", { class: "shot" }, el("img", { src: s.img, width: s.w, height: s.h, alt: "step " + s.i + " before " + s.action }));
+      const zoom = s.w < 320 ? 2 : 1;  // a task's own small area (MiniWoB's 160x210) is shown twice its size
+      shot = el("div", { class: "shot" }, el("img", { src: s.img, width: s.w * zoom, height: s.h * zoom, alt: "step " + s.i + " before " + s.action }));
       shot.append(overlay(s));
     } else {
       shot = el("div", { class: "shot none", text: "no screenshot recorded" });
@@ -172,6 +173,11 @@
     }
   }
   window.addEventListener("hashchange", route);
+  // a link to the hash already shown fires no hashchange: open it again anyway
+  document.addEventListener("click", (e) => {
+    const a = e.target.closest && e.target.closest('a[href^="#"]');
+    if (a && a.getAttribute("href") === location.hash) route();
+  });
   applyFilters();
   route();
 })();
