@@ -28,6 +28,8 @@ from synth.webarena_import import import_app  # noqa: E402
 tasks_app.add_typer(import_app, name="import")
 from synth.export.native_cli import export_native  # noqa: E402
 app.command("export")(export_native)
+from synth.judges_cli import judges_app  # noqa: E402
+app.add_typer(judges_app, name="judges")
 # Piped output (CI logs, `| less`) is not cut to rich's 80-column default.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 out = Console(width=None if sys.stdout.isatty() else 160)

@@ -451,6 +451,20 @@ class JudgesConfig(BaseModel):
         os.environ[LLM_JUDGE_ENV] = json.dumps(data)
 
 
+class JudgeAccuracyConfig(BaseModel):
+    """Trust a template's judge only as far as it was measured
+    (`synth judges eval PIPELINE --json FILE`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    report: str | None = Field(
+        None, description="a `synth judges eval --json` report, relative to the pipeline file; null: no gate"
+    )
+    min_precision: float = Field(1.0, ge=0, le=1, description="templates whose judge measured lower are rejected")
+    unmeasured: Literal["accept", "reject"] = Field(
+        "accept", description="templates the report does not cover (or with no accepts measured)"
+    )
+
+
 class QualityConfig(BaseModel):
     """The gates between staging and the shards (synth/quality)."""
 
@@ -460,6 +474,7 @@ class QualityConfig(BaseModel):
     consistency: ConsistencyConfig = Field(default_factory=ConsistencyConfig)
     minimality: MinimalityConfig = Field(default_factory=MinimalityConfig)
     monologue: MonologueConfig = Field(default_factory=MonologueConfig)
+    judge_accuracy: JudgeAccuracyConfig = Field(default_factory=JudgeAccuracyConfig)
 
 
 class PipelineConfig(BaseModel):

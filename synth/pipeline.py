@@ -152,6 +152,22 @@ class RaySession:
             ray.shutdown()
 
 
+def _judge_precision(config: PipelineConfig, config_path: Path) -> dict[str, float | None] | None:
+    """Each template's measured judge precision from `quality.judge_accuracy.report`."""
+    report = config.quality.judge_accuracy.report
+    if report is None:
+        return None
+    path = config_path.parent.resolve() / report
+    try:
+        templates = json.loads(path.read_text())["templates"]
+    except (OSError, ValueError, KeyError) as e:
+        raise PipelineError(
+            f"{config_path}: quality.judge_accuracy.report: cannot read {path} ({e}); make it with "
+            f"`synth judges eval {config_path} --json {report}`"
+        ) from e
+    return {tid: figures.get("precision") for tid, figures in templates.items()}
+
+
 def _site_options(config: PipelineConfig) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for sel in config.tasks:
@@ -284,6 +300,7 @@ def execute(
                 replay=lambda jobs: _replay(config, session, jobs, run_id, progress, notify),
                 reference=[p.config_path.parent.resolve() / r for r in config.quality.dedup.reference],
                 cache_dir=cache_dir,
+                judge_precision=_judge_precision(config, p.config_path),
             )
         except KeyboardInterrupt:
             return RunResult(out_dir, run_id, progress, {}, interrupted=True)

@@ -195,7 +195,7 @@ def _as_other(solver: Policy, other: Task) -> Policy:
     return run
 
 
-def _replayed(steps: list[ReplayStep], move: tuple[int, dict[str, Any]] | None = None) -> Policy:
+def replayed(steps: list[ReplayStep], move: tuple[int, dict[str, Any]] | None = None) -> Policy:
     """Recorded steps acted again by their coordinates and text (no looking
     for the recorded target: where it was is what is replayed); `move`
     changes one step's action (index, fields: another point, another option)."""
@@ -351,7 +351,7 @@ async def validate(
                 theirs = await solution(other, solver_name)
                 if theirs.status != "accepted":
                     continue
-                t = await episode(task, _replayed(steps_of(theirs)), f"control:other-instance:seed-{other.seed}")
+                t = await episode(task, replayed(steps_of(theirs)), f"control:other-instance:seed-{other.seed}")
                 if t.verdict.passed and work(t) == work(own):
                     stats.coincided += 1
                     continue
@@ -376,7 +376,7 @@ async def validate(
                 what = (f"{instead.role} {instead.name[:40]!r}" if "x" in update
                         else f"option {update['text'][:40]!r} of {was.role} {was.name[:40]!r}")
                 detail = f"control:near-miss: step {i} on {what} instead of {was.name[:40]!r}"
-                t = await episode(task, _replayed(own_steps, (i, update)), detail)
+                t = await episode(task, replayed(own_steps, (i, update)), detail)
                 if not t.verdict.passed:
                     return t
                 if work(t) == work(own):

@@ -58,6 +58,7 @@ FLAGS = (
     "target_not_observed",
     "click_outside_target",
     "typed_text_ungrounded",
+    "answer_ungrounded",
     "loop",
     "too_many_steps",
     "step_error",
@@ -172,9 +173,9 @@ def step_flags(step: Step, instruction: str, seen_text: str, answers: Collection
                 x, y = obs.denormalise(a.x, a.y)
                 if not step.element.box.contains(x, y):
                     flags.add("click_outside_target")
-    if a.name == "type" and a.text and not _grounded(a.text, instruction + " " + seen_text):
+    if a.name in ("type", "answer") and a.text and not _grounded(a.text, instruction + " " + seen_text):
         if not answers or _normalised(a.text) not in answers:
-            flags.add("typed_text_ungrounded")
+            flags.add("typed_text_ungrounded" if a.name == "type" else "answer_ungrounded")
     return flags
 
 

@@ -177,10 +177,12 @@ def assess(
     reference: Iterable[storage.Location] = (),
     on_stage: Callable[[str, int], None] | None = None,
     cache_dir: str | None = None,
+    judge_precision: dict[str, float | None] | None = None,
 ) -> tuple[dict[str, Verdict], dict[str, Any]]:
     """Verdicts for every staged trajectory, and per-gate counts. `cache_dir`
     is the local folder for the monologue gate's reply cache (SQLite; default
-    `storage.cache_dir(out_dir)`)."""
+    `storage.cache_dir(out_dir)`). `judge_precision`: each template's
+    measured judge precision (`quality.judge_accuracy`), or None: no gate."""
     say = on_stage or (lambda name, n: None)
     items = scan(storage.child(out_dir, "staging"), tasks)
     reviews = read_reviews(out_dir)
@@ -205,6 +207,8 @@ def assess(
             verdicts[it.trajectory_id] = Verdict("accepted", None, review=review)
             alive.append(it)
 
+    if judge_precision is not None:
+        gates["judge_accuracy"], alive = _judge_accuracy_gate(config, judge_precision, alive, verdicts)
     # consistency: the pipeline's ignored flags and the template's own
     ignore = set(config.consistency.ignore)
     by_flag: Counter = Counter()
@@ -263,8 +267,30 @@ def assess(
     say("replay", gates["replay"]["replayed"])
     gates["monologue"] = _monologue_gate(out_dir, config, verdicts, cache_dir or storage.cache_dir(out_dir))
     gates["accepted"] = sum(v.status == "accepted" for v in verdicts.values())
-    order = ("judge", "review", "consistency", "dedup", "replay", "minimality", "monologue", "accepted")
-    return verdicts, {k: gates[k] for k in order}
+    order = ("judge", "review", "judge_accuracy", "consistency", "dedup", "replay", "minimality", "monologue", "accepted")
+    return verdicts, {k: gates[k] for k in order if k in gates}
+
+
+def _judge_accuracy_gate(
+    config: QualityConfig, measured: dict[str, float | None], alive: list[_Light], verdicts: dict[str, Verdict]
+) -> tuple[dict[str, Any], list[_Light]]:
+    """Reject the trajectories of templates whose judge's measured precision
+    is below `min_precision` (or unmeasured, if so configured)."""
+    rc = config.judge_accuracy
+    kept, rejected = [], Counter()
+    for it in alive:
+        precision = measured.get(it.template_id)
+        if precision is None:
+            ok, why = rc.unmeasured == "accept", "its judge's precision was not measured"
+        else:
+            ok, why = precision >= rc.min_precision, f"its judge's measured precision {precision:.2f} < {rc.min_precision:.2f}"
+        if ok:
+            kept.append(it)
+        else:
+            v = verdicts[it.trajectory_id]
+            v.status, v.reject_reason = "rejected", f"judge_accuracy: {why} ({rc.report})"
+            rejected[it.template_id] += 1
+    return {"in": len(alive), "rejected": sum(rejected.values()), "by_template": dict(rejected)}, kept
 
 
 REPLAY_VERSION = "v2"

@@ -62,6 +62,13 @@ class Site(ABC):
         """The episode's state as JSON, for state_match judges."""
         raise NotImplementedError(f"site {self.name!r} has no state endpoint")
 
+    def outcome(self, state: Any) -> bool | None:
+        """The site's own verdict on an ended episode from its `state()`,
+        where the site has one (a benchmark's reward function); None when it
+        has none. `synth judges eval` labels trajectories with it, and
+        otherwise by comparing states with a reference run."""
+        return None
+
     def describe(self, task: Task) -> str:
         return f"{self.name}:{task.template_id} seed {task.seed}"
 

@@ -143,6 +143,10 @@ class MiniWoBSite(Site):
     async def state(self, page: Page, task: Task) -> dict[str, Any]:
         return await reward_state(page)
 
+    def outcome(self, state: Any) -> bool | None:
+        """MiniWoB's task code decided: the episode ended with a positive raw reward."""
+        return bool(state.get("done")) and float(state.get("raw_reward", 0)) > 0
+
 
 async def reward_state(page: Page) -> dict[str, Any]:
     """MiniWoB's own episode outcome: raw reward (not time-discounted), done, reason."""

@@ -1,0 +1,116 @@
+"""`synth judges eval`: the accuracy table of every judge of a pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+judges_app = typer.Typer(no_args_is_help=True, help="How far each judge can be trusted, measured.")
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def accuracy_table(title: str, rows: dict, first: str) -> Table:
+    table = Table(title=title)
+    for col in (first, "labelled", "negative", "TP", "FP", "TN", "FN", "precision", "recall", "kappa",
+                "FP after\ngates"):
+        table.add_column(col, justify="left" if col == first else "right")
+    for name, a in rows.items():
+        fp = f"[red]{a.fp}[/]" if a.fp else "0"
+        table.add_row(escape(name), str(a.n), str(a.negatives), str(a.tp), fp, str(a.tn), str(a.fn),
+                      _fmt(a.precision), _fmt(a.recall), _fmt(a.kappa), str(a.fp_after_gates))
+    return table
+
+
+def _pairs(pipeline: Path, include: list[str] | None):
+    """(site, template) of every task selection of the pipeline, plugins loaded."""
+    from synth.config import load_pipeline
+    from synth.plugins import load_modules
+    from synth.tasks import select_templates
+
+    config = load_pipeline(pipeline)
+    load_modules(config.plugins, (str(pipeline.parent.resolve()), os.getcwd()))
+    pairs, options = [], {}
+    for sel in config.tasks:
+        for site, tpl in select_templates(pipeline.parent / sel.templates, sel.include):
+            if not include or tpl.id in include or f"{site}/{tpl.id}" in include:
+                pairs.append((site, tpl))
+        for site, opts in sel.site_options.items():
+            options.setdefault(site, {}).update(opts)
+    known = {tpl.id for _, tpl in pairs} | {f"{site}/{tpl.id}" for site, tpl in pairs}
+    unknown = [i for i in include or [] if i not in known]
+    if unknown:
+        raise ConfigError(f"--include: no template {unknown} in {pipeline}")
+    return config, pairs, options
+
+
+@judges_app.command("eval")
+def judges_eval(
+    pipeline: Path = typer.Argument(..., help="pipeline YAML whose templates to measure, e.g. pipelines/web.yaml"),
+    instances: int = typer.Option(8, "-n", "--instances", min=1, help="instances per template (each gives a "
+                                  "solver run, its replay and up to 6 perturbations)"),
+    include: Optional[list[str]] = typer.Option(None, "--include", help="only these template ids (repeatable)"),
+    concurrency: int = typer.Option(2, "--concurrency", "-c", min=1, help="episodes at once (one browser)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the labelled set and figures here"),
+    min_precision: float = typer.Option(1.0, help="target precision per template"),
+    min_recall: float = typer.Option(0.99, help="target recall per template"),
+    min_labelled: int = typer.Option(30, help="labelled trajectories each template should have"),
+    disagreements: int = typer.Option(3, help="disagreements printed per template"),
+) -> None:
+    """Label solver runs and perturbed replays with an oracle that shares no
+    code with the judges (the site's own verdict or its whole end state
+    against the reference solver's), and print each judge's precision,
+    recall and kappa per template and per judge type. Exit 1 when a
+    template misses the targets."""
+    from synth.config import ConfigError
+    from synth.env import BrowserConfig
+    from synth.judge_eval import count_episodes, evaluate
+
+    console = Console(stderr=True)
+    out = Console(width=None if sys.stdout.isatty() else 200)  # piped: the table whole, not cut to 80 columns
+    try:
+        config, pairs, options = _pairs(pipeline, include)
+    except (ConfigError, OSError) as e:
+        console.print(f"[bold red]error:[/] {escape(str(e))}")
+        raise typer.Exit(2)
+    columns = [TextColumn("[bold]judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True) as bar:
+        task_bar = bar.add_task("episodes", total=count_episodes(pairs, instances))
+        report = asyncio.run(evaluate(
+            pairs, instances=instances, concurrency=concurrency,
+            browser=config.browser.model_copy(update={"screenshots": False}), site_options=options,
+            on_episode=lambda: bar.advance(task_bar),
+        ))
+    out.print(accuracy_table("judge accuracy per template (labels: the oracle)", report.by_template(), "template"))
+    out.print(accuracy_table("per judge type", report.by_judge(), "judge"))
+    for tid, acc in report.by_template().items():
+        for item in acc.disagreements[:disagreements]:
+            verdict = "accepted" if item.judge_passed else "rejected"
+            out.print(f"[yellow]{escape(tid)}[/] seed {item.seed} {escape(item.kind)}: judge {verdict} "
+                      f"({escape(item.judge_reason[:120])}), oracle: {escape(item.oracle[:160])}", soft_wrap=True)
+    for tid, why in report.problems.items():
+        out.print(f"[red]{escape(tid)}[/]: {escape(why)}", soft_wrap=True)
+    below = report.below(min_precision, min_recall, min_labelled)
+    for tid, why in below.items():
+        out.print(f"[red]below target[/] {escape(tid)}: {escape(why)}", soft_wrap=True)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_json(), indent=1, default=str))
+        out.print(f"written: {json_out}")
+    n = len(report.items)
+    out.print(f"{len(report.by_template())} templates, {n} labelled trajectories, "
+              f"{sum(a.fp for a in report.by_template().values())} false accepts, "
+              f"{sum(a.fn for a in report.by_template().values())} false rejects")
+    if below or report.problems:
+        raise typer.Exit(1)
