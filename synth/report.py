@@ -23,7 +23,7 @@ import jinja2
 from synth import storage
 from synth.query import connect, stats_tables
 from synth.report_html import charts, data
-from synth.report_html.thumbs import Thumbnails
+from synth.report_html.thumbs import BUDGET_MB, Thumbnails
 
 
 def _asset(name: str) -> str:
@@ -116,9 +116,11 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
         return False
 
 
-def render(out_dir: storage.Location, screenshots: bool = True) -> str:
-    """The report of the output at `out_dir`; `screenshots=False` leaves the
-    screenshots out (a much smaller page, steps and verdicts still shown)."""
+def render(out_dir: storage.Location, screenshots: bool = True, screenshot_mb: float = BUDGET_MB) -> str:
+    """The report of the output at `out_dir`. Screenshots take at most
+    `screenshot_mb` of it (the rest of a large run's steps are shown without
+    theirs); `screenshots=False` leaves them all out (a much smaller page,
+    steps and verdicts still shown)."""
     fs, root = storage.resolve(out_dir)
     manifest_path = storage.join(root, "manifest.json")
     if not storage.exists(fs, manifest_path):
@@ -143,9 +145,10 @@ def render(out_dir: storage.Location, screenshots: bool = True) -> str:
         f["link"] = _link(source=f["source"], template=f["template"])
         f["pct"] = round(100 * f["accepted"] / f["attempted"], 1) if f["attempted"] else 0
     rejected = sum(m["reject_reasons"].values()) or 1
-    details = data.trajectory_details(con, Thumbnails() if screenshots else None) if has_steps else iter(())
+    thumbs = Thumbnails(budget_mb=screenshot_mb) if screenshots else None
+    details = data.trajectory_details(con, thumbs) if has_steps else iter(())
     plots = _plots(rows, data.action_counts(con), data.labeler_agreement(con))
-    return _PAGE.render(
+    page = _PAGE.render(
         name=m["name"],
         out_dir=str(out_dir),
         made=time.strftime("%Y-%m-%d %H:%M"),
@@ -167,6 +170,17 @@ def render(out_dir: storage.Location, screenshots: bool = True) -> str:
         js=_asset("page.js"),
         vega=charts.vega_bundle().replace("</script", "<\\/script"),
     )
+    return page.replace("<!--SCREENSHOTS-->", _screenshots_note(thumbs), 1)
+
+
+def _screenshots_note(thumbs: Thumbnails | None) -> str:
+    """Said under the browser's heading, once the screenshots are encoded."""
+    if thumbs is None:
+        return "Screenshots are left out of this report (--no-screenshots)."
+    if thumbs.left_out:
+        return (f"{thumbs.left_out:,} screenshots are left out: this report carries at most "
+                f"{thumbs.budget / 1e6:g} MB of them.")
+    return ""
 
 
 def write(out_dir: storage.Location, path: Path | str | None = None, screenshots: bool = True) -> str:

@@ -100,7 +100,7 @@ async def made(browser, miniwob_site, tmp_path_factory) -> dict:
     report = tmp / "report.html"
     _synth("stats", str(tmp / "out"), "--html-path", str(report))
     rows = {r["trajectory_id"]: r for r in pq.read_table(tmp / "out/data/trajectories").to_pylist()}
-    return {"report": report, "rows": rows, "ids": {k: t.trajectory_id for k, t in recorded.items()}}
+    return {"report": report, "out": tmp / "out", "rows": rows, "ids": {k: t.trajectory_id for k, t in recorded.items()}}
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -219,3 +219,15 @@ def test_a_run_without_labelers_says_so_instead_of_an_empty_plot():
     for key in ("plot-labeler-throughput", "plot-labeler-agreement"):
         assert plots[key]["spec"] is None and plots[key]["empty"].startswith("No labeler data in this run")
     assert plots["plot-rejections"]["spec"] is None and plots["plot-steps-per-trajectory"]["spec"] is not None
+
+
+def test_screenshots_past_the_budget_are_left_out_and_the_page_says_so(made):
+    from synth.report import render
+
+    full = render(made["out"])
+    assert full.count("data:image/png;base64,") >= sum(r["num_steps"] for r in made["rows"].values())  # one per step
+    small = render(made["out"], screenshot_mb=0.001)
+    assert "screenshots are left out: this report carries at most 0.001 MB" in small
+    assert "were spent" in small and len(small) < len(full)
+    bare = render(made["out"], screenshots=False)
+    assert "data:image/png" not in bare and "(--no-screenshots)" in bare

@@ -173,12 +173,20 @@ def _step(step: dict[str, Any], thumbs: Thumbnails | None) -> dict[str, Any]:
     a, el, mono = step["action"] or {}, step["element"] or {}, step["monologue"] or {}
     shot = (step.get("screenshot") or {}).get("bytes")
     src, w, h = thumbs.uri(shot) if (thumbs and shot) else ("", 0, 0)
+    if thumbs is None:
+        missing = "left out of this report (--no-screenshots)"
+    elif src:
+        missing = ""
+    elif shot and thumbs.left_out:
+        missing = f"left out: the report's {thumbs.budget / 1e6:g} MB of screenshots were spent"
+    else:
+        missing = "none recorded"
     return {
         "i": step["step_index"], "url": step["url"], "action": a.get("name"), "text": step["action_text"],
         "args": {k: a[k] for k in ("text", "key") if a.get(k)},
         "element": " ".join(x for x in (el.get("role"), json.dumps(el["name"]) if el.get("name") else "") if x),
         "thought": mono.get("thought") or "", "error": step["error"] or "",
-        "img": src, "w": w, "h": h, "overlay": _overlay(step),
+        "img": src, "w": w, "h": h, "missing": missing, "overlay": _overlay(step),
     }
 
 

@@ -103,7 +103,7 @@
       shot = el("div", { class: "shot" }, el("img", { src: s.img, width: s.w * zoom, height: s.h * zoom, alt: "step " + s.i + " before " + s.action }));
       shot.append(overlay(s));
     } else {
-      shot = el("div", { class: "shot none", text: "no screenshot recorded" });
+      shot = el("div", { class: "shot none", text: "screenshot " + (s.missing || "none recorded") });
     }
     const args = Object.entries(s.args || {}).map(([k, v]) => k + "=" + JSON.stringify(v)).join(" ");
     const dl = el("dl", {},

@@ -28,21 +28,34 @@ def thumbnail(png: bytes, max_width: int = MAX_WIDTH) -> tuple[bytes, int, int]:
     return buf.getvalue(), im.width, im.height
 
 
-class Thumbnails:
-    """Data URIs of screenshots, each distinct screenshot encoded once."""
+BUDGET_MB = 64.0
 
-    def __init__(self, max_width: int = MAX_WIDTH) -> None:
+
+class Thumbnails:
+    """Data URIs of screenshots, each distinct screenshot encoded once, up to
+    a budget of encoded bytes: past it a screenshot is left out (`uri` gives
+    ""), so a run of any size makes a page a browser still opens. A run the
+    size of `make run`'s (4,219 steps) takes about 21 MB."""
+
+    def __init__(self, max_width: int = MAX_WIDTH, budget_mb: float = BUDGET_MB) -> None:
         self.max_width = max_width
+        self.budget = int(budget_mb * 1e6)
         self._seen: dict[bytes, tuple[str, int, int]] = {}
         self.bytes_out = 0
+        self.left_out = 0
 
     def uri(self, png: bytes) -> tuple[str, int, int]:
         key = hashlib.sha1(png).digest()
-        if key not in self._seen:
-            try:
-                small, w, h = thumbnail(png, self.max_width)
-            except (OSError, ValueError):  # not an image Pillow reads: say so, do not fail the report
-                return "", 0, 0
-            self.bytes_out += len(small)
-            self._seen[key] = ("data:image/png;base64," + base64.b64encode(small).decode("ascii"), w, h)
+        if key in self._seen:
+            return self._seen[key]
+        if self.bytes_out >= self.budget:
+            self.left_out += 1
+            return "", 0, 0
+        try:
+            small, w, h = thumbnail(png, self.max_width)
+        except (OSError, ValueError):  # not an image Pillow reads: show the step without it
+            return "", 0, 0
+        uri = "data:image/png;base64," + base64.b64encode(small).decode("ascii")
+        self.bytes_out += len(uri)
+        self._seen[key] = (uri, w, h)
         return self._seen[key]
