@@ -259,6 +259,9 @@ def test_a_refused_token_says_how_to_authenticate(hub, outputs, tmp_path):
     assert "401" in r.stderr and "Invalid credentials" in r.stderr
     assert "HF_TOKEN" in r.stderr and "hf auth login" in r.stderr
     assert "hf_wrong_token" not in r.stdout + r.stderr
+    # no token at all (no HF_TOKEN, no login in this HF_HOME): the same hint
+    r = synth_push(hub, tmp_path / "home", few, "--repo", "me/web", token=None)
+    assert r.returncode == 1 and "401" in r.stderr and "hf auth login" in r.stderr, r.stderr
     # someone else's namespace: 403, same hint
     r = synth_push(hub, tmp_path / "home", few, "--repo", "me/web", token=OTHER)
     assert r.returncode == 1
