@@ -8,7 +8,8 @@ checked, not assumed.
 The outputs pushed are real: MiniWoB++ episodes recorded in Chromium, staged
 and exported by synth's own `export`, with its card and manifest. The same
 trajectories exported with 1 row per shard make a push of more than 256
-files (where `upload_folder` would have split the push into several commits).
+files (where `upload_folder`, with hf_xet installed, splits a push into
+several commits: `_upload_pipeline.pipelined_upload`, deletions in the first).
 
 Both transfers `huggingface_hub` uploads with: Xet (its default whenever
 hf_xet is installed: xorbs and shards to the CAS, which the server rebuilds the
@@ -196,7 +197,7 @@ def test_a_push_failing_midway_leaves_the_hub_as_it_was_and_a_retry_completes_it
     before = hub.state.repos["me/web"].branches["main"]
     n_many = len(plan_push(many).files)
 
-    # an upload refused midway: an LFS object after 100 went up, a xorb after 2 (one per 64 files)
+    # an upload refused midway: an LFS object after 100 went up, a xorb after 2
     route, skip = ("lfs-upload", 100) if transfer == "lfs" else ("xet-xorb", 2)
     hub.state.faults = [Fault(route, "403", skip=skip)]
     r = synth_push(hub, home, many, "--repo", "me/web", transfer=transfer)
