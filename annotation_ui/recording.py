@@ -69,7 +69,7 @@ _MODIFIERS = ("Control", "Shift", "Alt", "Meta")
 def _fraction(v: Any, name: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ActionError(f"{name} must be a number")
-    if not 0.0 <= float(v) <= 1.0:
+    if not 0 <= v <= 1:  # compared before float(): float(10**400) overflows
         raise ActionError(f"{name} must be a fraction of the screenshot in [0, 1]")
     return round(float(v), 4)
 

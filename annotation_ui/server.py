@@ -11,7 +11,8 @@ Security, in one place:
 - every state-changing request needs the session's CSRF token (a header for
   the page's fetches, a form field for forms) and a same-origin `Origin`
   (or `Referer`), and cross-site fetch metadata is refused;
-- login attempts are rate-limited per client address;
+- failed login attempts are rate-limited per client address (successful
+  ones never count: many labelers behind one proxy all log in);
 - templates autoescape everything, the page's script writes text with
   `textContent` only, and the Content-Security-Policy allows no inline script;
 - no request path or parameter reaches the filesystem: static files are a
@@ -93,24 +94,34 @@ class Settings:
 
 
 class RateLimiter:
-    """At most `limit` events per `window` seconds per key (sliding window)."""
+    """At most `limit` events per `window` seconds per key (sliding window).
+
+    The login counts only failed attempts: successful logins of many people
+    behind one proxy never lock each other out."""
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit, self.window = limit, window
         self._events: dict[str, deque[float]] = defaultdict(deque)
 
-    def allow(self, key: str) -> tuple[bool, float]:
-        now = time.monotonic()
+    def _recent(self, key: str, now: float) -> deque[float]:
         q = self._events[key]
         while q and q[0] <= now - self.window:
             q.popleft()
-        if len(q) >= self.limit:
-            return False, q[0] + self.window - now
-        q.append(now)
+        return q
+
+    def blocked(self, key: str) -> float:
+        """Seconds until `key` may try again; 0 when it may now."""
+        now = time.monotonic()
+        q = self._recent(key, now)
+        return q[0] + self.window - now if len(q) >= self.limit else 0.0
+
+    def record(self, key: str) -> None:
+        """Count one event (a failed login) against `key`."""
+        now = time.monotonic()
+        self._recent(key, now).append(now)
         if len(self._events) > 10000:  # forget idle keys so memory stays bounded
             for k in [k for k, v in self._events.items() if not v or v[-1] <= now - self.window]:
                 del self._events[k]
-        return True, 0.0
 
 
 def render_markdown(text: str) -> Markup:
@@ -141,6 +152,15 @@ class HttpError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status, self.message = status, message
+
+
+def _item_id(data: dict[str, Any]) -> int:
+    """The request's queue item id; SQLite integers are 64-bit, so a larger
+    number is refused here rather than overflowing in the query (a 500)."""
+    item_id = data.get("item_id")
+    if isinstance(item_id, bool) or not isinstance(item_id, int) or not 0 < item_id < 2**63:
+        raise HttpError(400, "item_id must be a queue item number")
+    return item_id
 
 
 def _client(request: Request) -> str:
@@ -272,7 +292,7 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
     async def body(request: Request) -> dict[str, Any]:
         try:
             data = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply to parse
             raise HttpError(400, "expected a JSON body") from None
         if not isinstance(data, dict):
             raise HttpError(400, "expected a JSON object")
@@ -331,10 +351,10 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
 
     async def login(request: Request) -> Response:
         ip = _client(request)
-        ok, retry = limiter.allow(ip)
-        if not ok:
+        retry = limiter.blocked(ip)
+        if retry:
             log.warning("login rate limited", extra={"client": ip})
-            return JSONResponse({"error": "too many login attempts; wait a minute"}, status_code=429,
+            return JSONResponse({"error": "too many failed login attempts; wait a minute"}, status_code=429,
                                 headers={"Retry-After": str(math.ceil(retry))})
         if not _same_origin(request):
             return JSONResponse({"error": "cross-site login refused"}, status_code=403)
@@ -345,6 +365,7 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
         token = form.get("token")
         user = await run(store.user_by_token, token.strip()) if isinstance(token, str) else None
         if user is None:
+            limiter.record(ip)
             log.info("login failed", extra={"client": ip})
             return RedirectResponse("/login?error=1", status_code=303)
         sid, _ = await run(store.create_session, user)
@@ -388,9 +409,7 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
     @guard(ROLE_LABEL, api=True)
     async def api_heartbeat(request: Request, ctx: Ctx) -> Response:
         data = await body(request)
-        item_id = data.get("item_id")
-        if not isinstance(item_id, int):
-            raise HttpError(400, "item_id must be a number")
+        item_id = _item_id(data)
         try:
             expires = await run(store.heartbeat, ctx.user, item_id)
         except LeaseLost as e:
@@ -460,9 +479,7 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
         reason = data.get("reason")
         if not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
             raise HttpError(400, "say why you skip (1-500 characters)")
-        item_id = data.get("item_id")
-        if not isinstance(item_id, int):
-            raise HttpError(400, "item_id must be a number")
+        item_id = _item_id(data)
         try:
             state = await run(store.skip, ctx.user, item_id, reason)
         except LeaseLost as e:

@@ -206,6 +206,28 @@ def test_no_path_or_parameter_reaches_the_filesystem(main_server):
     assert raw_get(url, "/static/label.js", cookie) == 200
 
 
+def test_malformed_requests_are_refused_with_400(main_server):
+    """Deep JSON, numbers SQLite or float() cannot hold: a 400 with a reason, never a 500."""
+    server, tokens, _ = main_server
+    url = server.url
+    s = login(url, tokens["lab"])
+    deep = "[" * 100_000 + "]" * 100_000
+    for path in ("/api/act", "/api/heartbeat", "/api/skip", "/api/submit", "/api/undo"):
+        r = s.post(url + path, data=deep[:60_000], headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, (path, r.status_code)
+        r = s.post(url + path, data='{"a":' * 10_000 + "1" + "}" * 10_000,
+                   headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, (path, r.status_code)
+    for item_id in (2**70, -(2**70), 0, True, 2**63, "1"):
+        assert s.post(url + "/api/heartbeat", json={"item_id": item_id}).status_code == 400, item_id
+        r = s.post(url + "/api/skip", json={"item_id": item_id, "reason": "page broken"})
+        assert r.status_code == 400, item_id
+    for v in (10**400, -(10**400), 2**70):
+        r = s.post(url + "/api/act", json={"item_id": 1, "name": "click", "x": v, "y": 0.5})
+        assert r.status_code == 400, v
+    assert s.get(url + "/api/state").status_code == 200  # and the server is fine
+
+
 # ---------------------------------------------------------------- escaping
 
 
@@ -356,6 +378,14 @@ def test_an_expired_lease_returns_the_task_to_the_queue(short_server):
     assert r.status_code == 409
     assert a.post(url + "/api/heartbeat", json={"item_id": lease["item_id"]}).status_code == 409
     assert a.post(url + "/api/submit", json={"item_id": lease["item_id"]}).status_code == 409
+
+
+def test_successful_logins_are_not_rate_limited(short_server):
+    """Many labelers behind one proxy (one address) all log in, well past
+    the limit of 5 attempts a minute: only failures count."""
+    server, tokens = short_server
+    for i in range(8):
+        assert login(server.url, tokens["ab"[i % 2]]).get(server.url + "/api/state").status_code == 200
 
 
 def test_login_attempts_are_rate_limited(short_server):
