@@ -143,6 +143,10 @@ class LiveEpisode:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     resets: int = 0
     broken: str | None = None
+    site_done: bool = False
+    """The site ended the episode itself (MiniWoB's own end of task): the
+    labeler can only submit (or undo) now, since a further click would start
+    a new episode on the same page."""
 
     @property
     def version(self) -> str:
@@ -198,6 +202,7 @@ class LiveEpisode:
             "steps": steps,
             "max_steps": self.task.max_steps,
             "finished": env.finished,
+            "done": self.site_done,
             "elements": elements,
             "last_error": env.steps[-1].error if env.steps else None,
             "broken": self.broken,
@@ -249,11 +254,26 @@ class Recorder:
         await ep.env.reset(ep.task)
         ep.resets += 1
         ep.draft = []
+        ep.site_done = False
         for entry in draft:
             await ep.env.step(Action.model_validate(entry["action"]))
             if entry.get("thought"):
                 ep.env.steps[-1].monologue = Monologue(thought=entry["thought"])
             ep.draft.append(entry)
+        ep.site_done = await self._site_done(ep)
+
+    @staticmethod
+    async def _site_done(ep: LiveEpisode) -> bool:
+        """Whether the site says its episode has ended (a page that cannot
+        answer counts as not ended: the next step will tell)."""
+        page = ep.env.page
+        if page is None or ep.env.finished:
+            return False
+        try:
+            return await ep.env.site.episode_done(page)
+        except Exception as e:  # noqa: BLE001
+            log.warning("episode_done failed", extra={"item": ep.item_id, "error": str(e)})
+            return False
 
     async def open(self, item_id: int, user_id: int, labeler: str, task: Task, draft: list[dict[str, Any]]) -> LiveEpisode:
         """The labeler's episode for this item: the open one, or a new one
@@ -290,6 +310,8 @@ class Recorder:
         async with ep.lock:
             if ep.env.finished:
                 raise ActionError("the episode has ended; submit it")
+            if ep.site_done:
+                raise ActionError("the task is complete: submit it (or undo the last step)")
             try:
                 async with self._gate:
                     await ep.env.step(action)
@@ -302,6 +324,7 @@ class Recorder:
             if thought:
                 ep.env.steps[-1].monologue = Monologue(thought=thought)
             ep.draft.append({"action": action.model_dump(exclude_none=True), "thought": thought})
+            ep.site_done = await self._site_done(ep)
 
     async def undo(self, ep: LiveEpisode) -> None:
         async with ep.lock:

@@ -21,7 +21,9 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
+from annotation_ui.store import Store
 from annotation_ui.testing import ROOT, ServerProcess
+from synth.sites.miniwob import make_task
 
 pytestmark = pytest.mark.slow
 
@@ -171,3 +173,76 @@ ray: {{num_cpus: 2}}
     finally:
         server.stop()
     assert tokens[LABELER] not in server.log() and tokens[REVIEWER] not in server.log()
+
+
+# ---------------------------------------------------------------- the labeler page, item by item
+
+
+@pytest.fixture(scope="module")
+def label_server(tmp_path_factory):
+    """A queue of click-test tasks, labelers e0..e9, a reviewer; leases of 8 s
+    (heartbeats every 2.7 s), so lease tests do not wait long."""
+    tmp = tmp_path_factory.mktemp("annotate-page")
+    db = tmp / "q.db"
+    store = Store(db)
+    tokens = {f"e{i}": store.add_user(f"e{i}", "labeler") for i in range(10)}
+    tokens["rv"] = store.add_user("rv", "reviewer")
+    store.enqueue_many([(make_task("click-test", 700 + i), 1, "manual", 0) for i in range(20)])
+    store.close()
+    server = ServerProcess("--db", str(db), "--lease-seconds", "8", log_path=tmp / "server.log")
+    yield server, tokens, db
+    server.stop()
+
+
+async def open_task(browser, url: str, token: str):
+    """Log in, take the next task, wait for its screenshot; (context, page, lease)."""
+    context, page = await log_in(browser, url, token)
+    await page.wait_for_url("**/label")
+    await page.click("#next")
+    await page.wait_for_selector("#workspace:not([hidden])")
+    await page.wait_for_function("() => document.getElementById('shot').naturalWidth > 0")
+    lease = (await page.evaluate("fetch('/api/state').then(r => r.json())"))["lease"]
+    return context, page, lease
+
+
+def center(lease: dict, **match) -> tuple[float, float]:
+    el = next(e for e in lease["elements"] if all(e[k] == v for k, v in match.items()))
+    x, y, w, h = el["box"]
+    return x + w / 2, y + h / 2
+
+
+async def post_json(page, path: str, body: dict) -> int:
+    """POST as the page's own script does (CSRF header); the status."""
+    return await page.evaluate(
+        """([path, body]) => fetch(path, {method: "POST", credentials: "same-origin",
+            headers: {"Content-Type": "application/json",
+                      "X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content},
+            body: JSON.stringify(body)}).then(r => r.status)""",
+        [path, body],
+    )
+
+
+async def test_a_task_the_site_ended_can_only_be_submitted(browser, label_server):
+    """MiniWoB ends its episode on the task's own submit and then offers
+    START, which would begin another episode: the page says the task is
+    complete and sends no more actions, and the server refuses them."""
+    server, tokens, _ = label_server
+    context, page, lease = await open_task(browser, server.url, tokens["e0"])
+    try:
+        assert await page.is_hidden("#done-banner")
+        await click_on_screenshot(page, *center(lease, role="button"))
+        await page.wait_for_selector("#done-banner:not([hidden])")
+        assert "Task complete: submit" in await page.text_content("#done-banner")
+        await click_on_screenshot(page, 0.5, 0.5)  # on MiniWoB's START overlay
+        await page.wait_for_selector("#error:not([hidden])")
+        assert "complete" in await page.text_content("#error")
+        await steps_shown(page, 1)
+        assert await post_json(page, "/api/act", {"item_id": lease["item_id"], "name": "click", "x": 0.5, "y": 0.5}) == 400
+        state = (await page.evaluate("fetch('/api/state').then(r => r.json())"))["lease"]
+        assert state["done"] and len(state["steps"]) == 1
+        await page.keyboard.press("Control+Enter")
+        await page.wait_for_selector("#result:not([hidden])", timeout=60000)
+        assert "the judge passed it" in await page.text_content("#result")
+        assert await page.is_hidden("#done-banner")
+    finally:
+        await context.close()

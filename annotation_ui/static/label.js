@@ -70,6 +70,9 @@
     $("workspace").hidden = !lease;
     $("empty").hidden = !!lease;
     clearInterval(heartbeat);
+    const done = !!(lease && lease.done);
+    $("done-banner").hidden = !done;
+    app.classList.toggle("is-done", done);
     if (!lease) {
       $("template").textContent = "no task";
       $("instruction").textContent = "Press N or “Next task” to start.";
@@ -138,6 +141,11 @@
 
   async function act(action) {
     if (!state) return;
+    if (state.done) {  // the site ended the episode: a click now would start a new one
+      $("marker").hidden = true;
+      showError("The task is complete: submit it, or undo the last step.");
+      return;
+    }
     await run(async () => {
       const data = await api("/api/act", { ...action, item_id: state.item_id, thought: takeThought() });
       $("thought").value = "";

@@ -62,6 +62,11 @@ class Site(ABC):
         """The episode's state as JSON, for state_match judges."""
         raise NotImplementedError(f"site {self.name!r} has no state endpoint")
 
+    async def episode_done(self, page: Page) -> bool:
+        """True once the site itself ended the episode (a benchmark's own end
+        of task): whoever drives the page by hand must stop acting then."""
+        return False
+
     def outcome(self, state: Any) -> bool | None:
         """The site's own verdict on an ended episode from its `state()`,
         where the site has one (a benchmark's reward function); None when it

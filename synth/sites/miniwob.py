@@ -143,6 +143,10 @@ class MiniWoBSite(Site):
     async def state(self, page: Page, task: Task) -> dict[str, Any]:
         return await reward_state(page)
 
+    async def episode_done(self, page: Page) -> bool:
+        """MiniWoB's episode end: after it the page offers START, a new episode."""
+        return bool(await page.evaluate("() => typeof WOB_DONE_GLOBAL !== 'undefined' && !!WOB_DONE_GLOBAL"))
+
     def outcome(self, state: Any) -> bool | None:
         """MiniWoB's task code decided: the episode ended with a positive raw reward."""
         return bool(state.get("done")) and float(state.get("raw_reward", 0)) > 0
