@@ -176,6 +176,37 @@ def test_annotation_reads_staging_and_writes_reviews_there_with_the_queue_local(
     assert pages.get(t.trajectory_id)["task_id"] == t.task_id
 
 
+def test_push_from_s3_commits_the_bucket_files(s3, tmp_path, monkeypatch):
+    """`synth push s3://...` (no pipeline run: staged trajectories exported on
+    the bucket): the files go through a local temporary copy into one commit
+    on a local server speaking the Hub's API, byte for byte as in the bucket."""
+    from hub_server import HubServer, online
+    from typer.testing import CliRunner
+
+    from synth.cli import app
+    from synth.export.card import card, manifest
+    from synth.export.hub import plan_push
+    from synth.export.shards import export
+
+    out = s3()
+    tasks = [make_task("click-button", seed) for seed in range(3)]
+    staging.write_batch(storage.child(out, "staging"), [failed_trajectory(t, "solver", "none", "test", "r1")
+                                                         for t in tasks], "w0-000000")
+    m = manifest("s3-push", export(out, formats=[]), {})
+    fs, root = storage.resolve(out)
+    storage.write_atomic(fs, storage.join(root, "manifest.json"), json.dumps(m))
+    storage.write_atomic(fs, storage.join(root, "README.md"), card(m))
+    with HubServer({"hf_x": "me"}) as server:
+        online(monkeypatch, server)
+        r = CliRunner().invoke(app, ["push", out, "--repo", "me/s3", "--token", "hf_x"])
+        sent = server.state.files("me/s3")
+    assert r.exit_code == 0 and "/datasets/me/s3/commit/" in r.stdout, r.output
+    assert "copied to a temporary folder first" in r.output
+    assert len(server.state.commit_payloads) == 1 and sent.pop(".gitattributes")
+    assert sorted(sent) == sorted(plan_push(out).files)
+    assert all(fs.open_input_stream(storage.join(root, f)).read() == data for f, data in sent.items())
+
+
 def test_a_bad_output_uri_is_a_config_error_naming_field_and_uri(tmp_path):
     def pipeline(output_dir: str) -> Path:
         p = tmp_path / "pipeline.yaml"
