@@ -227,6 +227,8 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
     )
     jinja.filters["when"] = lambda ts: time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
     heartbeat_s = max(1.0, min(60.0, settings.lease_seconds / 3))
+    warn_s = min(120.0, settings.lease_seconds / 2)
+    """The page warns an idle labeler this long before their lease ends."""
     run = asyncio.to_thread
 
     # ------------------------------------------------------------ helpers
@@ -313,6 +315,9 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
             else:
                 out["lease"] = ep.state()
             out["lease"]["expires_in"] = max(0.0, lease.expires - time.time())
+        else:
+            await run(store.expire_leases)  # so a lease that just ran out is in lost_drafts already
+            out["lost"] = await run(store.lost_draft, ctx.user)
         out["progress"] = await run(store.progress, ctx.user)
         return out
 
@@ -393,7 +398,7 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
     @guard(ROLE_LABEL, api=False)
     async def label_page(request: Request, ctx: Ctx) -> Response:
         return page(request, "label.html", ctx, guidelines=guidelines_html, skip_reasons=SKIP_REASONS,
-                    heartbeat_s=heartbeat_s)
+                    heartbeat_s=heartbeat_s, warn_s=warn_s)
 
     @guard(ROLE_LABEL, api=True)
     async def api_state(request: Request, ctx: Ctx) -> Response:
@@ -404,6 +409,17 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
         lease = await run(store.lease_next, ctx.user)
         if lease is not None:
             log.info("lease", extra={"user": ctx.user.name, "item": lease.item_id, "task": lease.task.task_id})
+        return JSONResponse(await lease_state(ctx))
+
+    @guard(ROLE_LABEL, api=True)
+    async def api_reclaim(request: Request, ctx: Ctx) -> Response:
+        """Take back the task whose lease this labeler lost, with its draft."""
+        item_id = _item_id(await body(request))
+        try:
+            lease = await run(store.reclaim, ctx.user, item_id)
+        except LeaseLost as e:
+            raise HttpError(409, str(e)) from None
+        log.info("reclaim", extra={"user": ctx.user.name, "item": lease.item_id, "steps": len(lease.draft)})
         return JSONResponse(await lease_state(ctx))
 
     @guard(ROLE_LABEL, api=True)
@@ -704,6 +720,7 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
         Route("/api/state", api_state, methods=["GET"]),
         Route("/api/next", api_next, methods=["POST"]),
         Route("/api/heartbeat", api_heartbeat, methods=["POST"]),
+        Route("/api/reclaim", api_reclaim, methods=["POST"]),
         Route("/api/act", api_act, methods=["POST"]),
         Route("/api/undo", api_undo, methods=["POST"]),
         Route("/api/submit", api_submit, methods=["POST"]),

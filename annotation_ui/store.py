@@ -11,7 +11,9 @@ several items (slots), and one labeler never gets two slots of the same task.
 An item is `queued`, `leased` (to one labeler until `lease_expires`, extended
 by heartbeats), `done` (a trajectory was submitted) or `dropped` (skipped by
 `max_skips` labelers). An expired lease puts the item back in the queue, with
-its draft cleared; every lease is also kept in `leases`, an audit log.
+its draft cleared; every lease is also kept in `leases`, an audit log. The
+draft of an expired lease is kept in `lost_drafts`, so the same labeler can
+reclaim it as long as nobody else took the task.
 
 Secrets: user tokens and session ids are stored only as SHA-256 hashes, so
 the file holds nothing that logs anyone in.
@@ -41,6 +43,7 @@ ROLES = ("labeler", "reviewer", "admin")
 STATES = ("queued", "leased", "done", "dropped")
 TOKEN_PREFIX = "syn_"
 SESSION_TTL_S = 12 * 3600.0
+LOST_DRAFT_TTL_S = 24 * 3600.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -88,6 +91,13 @@ CREATE TABLE IF NOT EXISTS leases (
     outcome    TEXT
 );
 CREATE INDEX IF NOT EXISTS leases_item ON leases (item_id);
+CREATE TABLE IF NOT EXISTS lost_drafts (
+    item_id  INTEGER NOT NULL REFERENCES items(id),
+    user_id  INTEGER NOT NULL REFERENCES users(id),
+    draft    TEXT NOT NULL,
+    lost_at  REAL NOT NULL,
+    PRIMARY KEY (item_id, user_id)
+);
 CREATE TABLE IF NOT EXISTS skips (
     item_id  INTEGER NOT NULL REFERENCES items(id),
     task_id  TEXT NOT NULL,
@@ -316,10 +326,14 @@ class Store:
 
     def _expire(self, c: sqlite3.Connection, now: float) -> int:
         expired = c.execute(
-            "SELECT id, lease_id FROM items WHERE state = 'leased' AND lease_expires < ?", (now,)
+            "SELECT id, lease_id, lease_user, draft FROM items WHERE state = 'leased' AND lease_expires < ?", (now,)
         ).fetchall()
         for r in expired:
             c.execute("UPDATE leases SET ended_at = ?, outcome = 'expired' WHERE id = ?", (now, r["lease_id"]))
+            c.execute(
+                "INSERT OR REPLACE INTO lost_drafts (item_id, user_id, draft, lost_at) VALUES (?, ?, ?, ?)",
+                (r["id"], r["lease_user"], r["draft"] or "[]", now),
+            )
             c.execute(
                 "UPDATE items SET state = 'queued', lease_user = NULL, lease_id = NULL, lease_expires = NULL, "
                 "draft = NULL WHERE id = ?",
@@ -373,17 +387,58 @@ class Store:
             ).fetchone()
             if row is None:
                 return None
-            lease_id = c.execute(
-                "INSERT INTO leases (item_id, user_id, leased_at) VALUES (?, ?, ?)", (row["id"], user.id, now)
-            ).lastrowid
-            cur = c.execute(
-                "UPDATE items SET state = 'leased', lease_user = ?, lease_id = ?, lease_expires = ?, draft = NULL "
-                "WHERE id = ? AND state = 'queued'",
-                (user.id, lease_id, now + self.lease_seconds, row["id"]),
-            )
-            if cur.rowcount != 1:  # cannot happen under the write lock; never hand out an item twice
-                raise RuntimeError(f"item {row['id']} changed state during its lease")
-            return self._lease(c.execute("SELECT * FROM items WHERE id = ?", (row["id"],)).fetchone())
+            return self._grant(c, user, row["id"], now)
+
+    def _grant(self, c: sqlite3.Connection, user: User, item_id: int, now: float) -> Lease:
+        """Lease the queued item to `user`, with the draft they lost on it
+        earlier, if any (a labeler who comes back to their own task)."""
+        lost = c.execute(
+            "SELECT draft FROM lost_drafts WHERE item_id = ? AND user_id = ?", (item_id, user.id)
+        ).fetchone()
+        c.execute("DELETE FROM lost_drafts WHERE user_id = ?", (user.id,))  # a new lease: older ones are moot
+        lease_id = c.execute(
+            "INSERT INTO leases (item_id, user_id, leased_at) VALUES (?, ?, ?)", (item_id, user.id, now)
+        ).lastrowid
+        cur = c.execute(
+            "UPDATE items SET state = 'leased', lease_user = ?, lease_id = ?, lease_expires = ?, draft = ? "
+            "WHERE id = ? AND state = 'queued'",
+            (user.id, lease_id, now + self.lease_seconds, lost["draft"] if lost else None, item_id),
+        )
+        if cur.rowcount != 1:  # cannot happen under the write lock; never hand out an item twice
+            raise RuntimeError(f"item {item_id} changed state during its lease")
+        return self._lease(c.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone())
+
+    def lost_draft(self, user: User) -> dict[str, Any] | None:
+        """The labeler's most recently lost lease: item, steps saved, and
+        whether they can still reclaim it (nobody else took the task since)."""
+        rows = self._q(
+            "SELECT d.item_id, d.draft, d.lost_at, i.state, i.template_id FROM lost_drafts d "
+            "JOIN items i ON i.id = d.item_id WHERE d.user_id = ? AND d.lost_at >= ? ORDER BY d.lost_at DESC LIMIT 1",
+            (user.id, self.clock() - LOST_DRAFT_TTL_S),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return {"item_id": r["item_id"], "template_id": r["template_id"], "steps": len(json.loads(r["draft"])),
+                "lost_at": r["lost_at"], "reclaimable": r["state"] == "queued"}
+
+    def reclaim(self, user: User, item_id: int) -> Lease:
+        """Lease the item again to the labeler who lost it, with their draft;
+        LeaseLost when someone else took it or the labeler holds another task."""
+        with self._tx() as c:
+            now = self.clock()
+            self._expire(c, now)
+            if c.execute("SELECT 1 FROM items WHERE state = 'leased' AND lease_user = ?", (user.id,)).fetchone():
+                raise LeaseLost("you hold another task: submit or skip it first")
+            row = c.execute(
+                "SELECT i.state FROM lost_drafts d JOIN items i ON i.id = d.item_id "
+                "WHERE d.item_id = ? AND d.user_id = ?", (item_id, user.id),
+            ).fetchone()
+            if row is None:
+                raise LeaseLost(f"you have no lost draft of task {item_id}")
+            if row["state"] != "queued":
+                raise LeaseLost("someone else took this task since; your draft of it is gone")
+            return self._grant(c, user, item_id, now)
 
     def _held(self, c: sqlite3.Connection, user: User, item_id: int) -> sqlite3.Row:
         """The item if `user` holds a live lease on it; else LeaseLost (an

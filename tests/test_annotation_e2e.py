@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from annotation_ui.store import Store
-from annotation_ui.testing import ROOT, ServerProcess
+from annotation_ui.testing import ROOT, ServerProcess, login
 from synth.sites.miniwob import make_task
 
 pytestmark = pytest.mark.slow
@@ -244,5 +244,41 @@ async def test_a_task_the_site_ended_can_only_be_submitted(browser, label_server
         await page.wait_for_selector("#result:not([hidden])", timeout=60000)
         assert "the judge passed it" in await page.text_content("#result")
         assert await page.is_hidden("#done-banner")
+    finally:
+        await context.close()
+
+
+async def test_a_lease_is_kept_while_active_warned_when_idle_and_reclaimable_when_lost(browser, label_server):
+    """8 s leases: an idle labeler is warned, activity extends the lease, a
+    lost lease shows a banner (not the empty "No task open."), and the draft
+    comes back on reclaim unless someone else took the task meanwhile."""
+    server, tokens, _ = label_server
+    context, page, lease = await open_task(browser, server.url, tokens["e1"])
+    try:
+        await click_on_screenshot(page, 0.5, 0.97)  # one step, on nothing
+        await steps_shown(page, 1)
+        await page.wait_for_selector("#lease-warning:not([hidden])", timeout=15000)  # idle: warned
+        assert "move the mouse or press a key" in await page.text_content("#lease-warning")
+        for i in range(6):  # active for longer than a lease: it is extended
+            await page.mouse.move(300 + 10 * i, 300)
+            await page.wait_for_timeout(1500)
+        assert await page.is_hidden("#lease-warning")
+        assert await page.is_hidden("#lost-banner")
+        await page.wait_for_selector("#lost-banner:not([hidden])", timeout=20000)  # idle again: lost
+        text = await page.text_content("#lost-banner")
+        assert "went back to the queue" in text and "1 step" in text, text
+        assert await page.is_visible("#reclaim")
+        await page.click("#reclaim")
+        await page.wait_for_selector("#workspace:not([hidden])")
+        await steps_shown(page, 1)  # the draft, replayed
+        assert await page.is_hidden("#lost-banner")
+
+        await page.wait_for_selector("#lost-banner:not([hidden])", timeout=20000)
+        other = login(server.url, tokens["e2"])  # takes the task while e1 is away
+        assert other.post(server.url + "/api/next", json={}).json()["lease"]["item_id"] == lease["item_id"]
+        await page.click("#reclaim")
+        await page.wait_for_function(
+            "() => document.getElementById('lost-banner').textContent.includes('someone else took it')")
+        assert await page.is_hidden("#reclaim") and await page.is_hidden("#workspace")
     finally:
         await context.close()

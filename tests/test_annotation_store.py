@@ -129,6 +129,40 @@ def test_an_expired_lease_returns_the_task_and_the_late_labeler_is_refused(tmp_p
     assert [r["outcome"] for r in store.lease_log()] == ["expired", "submitted"]
 
 
+def test_a_lost_lease_keeps_its_draft_for_its_labeler_until_someone_else_takes_the_task(tmp_path):
+    clock = Clock()
+    store = Store(tmp_path / "q.db", lease_seconds=60, clock=clock)
+    store.enqueue_many([(t, 1, "manual", 0) for t in tasks(2)])
+    a = store.user_by_token(store.add_user("a", "labeler"))
+    b = store.user_by_token(store.add_user("b", "labeler"))
+    draft = [{"action": {"name": "click", "x": 0.1, "y": 0.2}, "thought": "first"}]
+    lease = store.lease_next(a)
+    store.save_draft(a, lease.item_id, draft)
+    assert store.lost_draft(a) is None
+    clock.now += 61
+    assert store.expire_leases() == 1
+    lost = store.lost_draft(a)
+    assert lost == {"item_id": lease.item_id, "template_id": lease.task.template_id, "steps": 1,
+                    "lost_at": clock.now, "reclaimable": True}
+    with pytest.raises(LeaseLost):
+        store.reclaim(b, lease.item_id)  # not b's draft
+    back = store.reclaim(a, lease.item_id)
+    assert back.item_id == lease.item_id and back.draft == draft and store.lost_draft(a) is None
+    # lost again; this time b takes the task first: a's draft is gone, and a is told
+    clock.now += 61
+    assert store.lease_next(b).item_id == lease.item_id and store.lease_next(b).draft == []
+    assert store.lost_draft(a)["reclaimable"] is False
+    with pytest.raises(LeaseLost, match="someone else"):
+        store.reclaim(a, lease.item_id)
+    # a labeler who simply takes the next task and gets their own lost one back gets the draft too
+    store.skip(b, lease.item_id, "other")
+    c = store.user_by_token(store.add_user("c", "labeler"))
+    mine = store.lease_next(c)
+    store.save_draft(c, mine.item_id, draft)
+    clock.now += 61
+    assert store.lease_next(c).draft == draft and store.lost_draft(c) is None
+
+
 def test_overlap_slots_go_to_different_labelers(tmp_path):
     store = Store(tmp_path / "q.db")
     t = tasks(1)[0]

@@ -13,6 +13,11 @@
   let busy = false;
   let heartbeat = null;
   let expiresAt = 0;
+  let lost = null;       // the lease this labeler lost (from the server), for the banner
+  let lostNote = "";     // what the server said when it refused a request on a lost lease
+  let lastActive = Date.now();
+  let lastBeat = Date.now();
+  const warnS = Number(app.dataset.warn);
 
   async function api(path, body) {
     const opts = body === undefined
@@ -50,7 +55,7 @@
     try { await fn(); }
     catch (e) {
       showError(e.message);
-      if (e.status === 409) { await refresh(); }
+      if (e.status === 409) { lostNote = e.message; await refresh(); }
     }
     finally { setBusy(false); }
   }
@@ -70,6 +75,8 @@
     $("workspace").hidden = !lease;
     $("empty").hidden = !!lease;
     clearInterval(heartbeat);
+    lost = lease ? null : (data.lost || null);
+    renderLost();
     const done = !!(lease && lease.done);
     $("done-banner").hidden = !done;
     app.classList.toggle("is-done", done);
@@ -112,23 +119,66 @@
     tick();
   }
 
+  // ---------------------------------------------------------- the lease
+  // Heartbeats extend the lease only while the labeler is active (a left
+  // tab lets the task go back to the queue); an idle labeler is warned
+  // before it ends, and a lost lease shows a banner with its draft.
+
+  const clock = (s) => `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+
+  function renderLost() {
+    const banner = $("lost-banner");
+    const show = !!(lost || (lostNote && !state));
+    banner.hidden = !show;
+    if (!show) { lostNote = ""; return; }
+    const steps = lost ? `${lost.steps} step${lost.steps === 1 ? "" : "s"}` : "";
+    $("lost-text").textContent = lost && lost.reclaimable
+      ? `Your lease on this task (${lost.template_id}) ended and it went back to the queue. Your draft (${steps}) is saved: reclaim it to go on.`
+      : lost
+        ? `Your lease on this task (${lost.template_id}) ended and someone else took it; your draft (${steps}) is gone.`
+        : `This task is no longer yours: ${lostNote}`;
+    $("reclaim").hidden = !(lost && lost.reclaimable);
+    $("empty-text").textContent = "No task open: your lease ended.";
+  }
+
   function tick() {
-    if (!state) return;
+    if (!state) { $("lease-warning").hidden = true; return; }
     const s = Math.max(0, Math.round((expiresAt - Date.now()) / 1000));
-    $("lease-timer").textContent = `lease ${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+    $("lease-timer").textContent = `lease ${clock(s)}`;
+    const warn = s <= warnS;
+    $("lease-warning").hidden = !warn;
+    $("lease-timer").classList.toggle("bad", warn);
+    if (warn) $("lease-warning-text").textContent = `Your lease on this task ends in ${clock(s)}: move the mouse or press a key to keep it.`;
+    if (s === 0 && !busy) refresh().catch((e) => showError(e.message));
   }
   setInterval(tick, 1000);
 
   async function beat() {
-    if (!state) return;
+    if (!state || lastActive <= lastBeat) return;  // idle since the last beat: let the lease run down
+    lastBeat = Date.now();
     try {
       const r = await api("/api/heartbeat", { item_id: state.item_id });
       expiresAt = Date.now() + r.expires_in * 1000;
+      tick();
     } catch (e) {
       showError(e.message);
-      if (e.status === 409) await refresh();
+      if (e.status === 409) { lostNote = e.message; await refresh(); }
     }
   }
+
+  function active() {
+    lastActive = Date.now();
+    if (state && !$("lease-warning").hidden) beat();  // warned: extend at once
+  }
+  for (const ev of ["mousemove", "mousedown", "keydown", "wheel", "input", "touchstart"]) {
+    document.addEventListener(ev, active, { passive: true, capture: true });
+  }
+
+  $("reclaim").addEventListener("click", () => {
+    if (!lost) return;
+    const item = lost.item_id;
+    run(async () => { lostNote = ""; render(await api("/api/reclaim", { item_id: item })); });
+  });
 
   async function refresh() {
     render(await api("/api/state"));
