@@ -53,22 +53,37 @@ def over_time(rows: list[dict[str, Any]], buckets: int = 120) -> list[dict[str, 
     return out
 
 
+_TIME_TIP = alt.Tooltip("time:T", timeUnit="utcyearmonthdatehoursminutesseconds", title="finished (UTC)")
+
+
+def _time_axis(points: list[dict[str, Any]]) -> alt.X:
+    """Time in UTC on a 24-hour clock (Vega's default is the viewer's zone,
+    12-hour), the days the run spans in the title."""
+    days = sorted({p["time"][:10] for p in points})
+    span = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+    return alt.X("time:T", title=f"finished (UTC, {span})", scale=alt.Scale(type="utc"),
+                 axis=alt.Axis(format="%H:%M" if len(days) == 1 else "%m-%d %H:%M"))
+
+
 def accepted_over_time(points: list[dict[str, Any]]) -> dict[str, Any]:
     return (
         alt.Chart(_data(points), title="Accepted trajectories over time")
         .mark_line(point=False, interpolate="step-after")
-        .encode(x=alt.X("time:T", title="finished (UTC)"), y=alt.Y("accepted:Q", title="accepted (cumulative)"),
-                color=alt.Color("source:N"), tooltip=["source:N", "time:T", "accepted:Q"])
+        .encode(x=_time_axis(points), y=alt.Y("accepted:Q", title="accepted (cumulative)"),
+                color=alt.Color("source:N"), tooltip=["source:N", _TIME_TIP, "accepted:Q"])
         .properties(width=WIDTH, height=220).to_dict()
     )
 
 
 def cost_over_time(points: list[dict[str, Any]]) -> dict[str, Any]:
+    free = not any(p["cost"] for p in points)
+    title = alt.TitleParams("Cost over time (USD, cumulative)",
+                            subtitle="No trajectory in this run recorded a cost (solvers and labelers are free)." if free else "")
     return (
-        alt.Chart(_data(points), title="Cost over time (USD, cumulative)")
+        alt.Chart(_data(points), title=title)
         .mark_line(interpolate="step-after")
-        .encode(x=alt.X("time:T", title="finished (UTC)"), y=alt.Y("cost:Q", title="USD"),
-                color=alt.Color("source:N"), tooltip=["source:N", "time:T", alt.Tooltip("cost:Q", format="$.4f")])
+        .encode(x=_time_axis(points), y=alt.Y("cost:Q", title="USD"),
+                color=alt.Color("source:N"), tooltip=["source:N", _TIME_TIP, alt.Tooltip("cost:Q", format="$.4f")])
         .properties(width=WIDTH, height=220).to_dict()
     )
 
@@ -123,8 +138,8 @@ def labeler_throughput(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return (
         alt.Chart(_data(data), title="Labeler throughput (trajectories per hour)")
         .mark_bar()
-        .encode(x=alt.X("hour:T", title="hour (UTC)"), y=alt.Y("trajectories:Q", stack=True),
-                color=alt.Color("labeler:N"), tooltip=["labeler:N", "hour:T", "status:N", "trajectories:Q"])
+        .encode(x=alt.X("hour:T", title="hour (UTC)", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%m-%d %H:00")), y=alt.Y("trajectories:Q", stack=True),
+                color=alt.Color("labeler:N"), tooltip=["labeler:N", alt.Tooltip("hour:T", timeUnit="utcyearmonthdatehours", title="hour (UTC)"), "status:N", "trajectories:Q"])
         .properties(width=WIDTH, height=220).to_dict()
     )
 
