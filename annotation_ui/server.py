@@ -91,6 +91,8 @@ class Settings:
     login_window_s: float = 60.0
     max_episodes: int = 64
     title: str = "synth annotate"
+    submit_undo_s: float = 3.0
+    """The labeler page waits this long before sending a submit, with an Undo."""
 
 
 class RateLimiter:
@@ -265,9 +267,12 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
             async def endpoint(request: Request) -> Response:
                 ctx = await session_of(request)
                 if ctx is None:
+                    stale = bool(request.cookies.get(SESSION_COOKIE))
                     if api or request.method != "GET":
-                        return JSONResponse({"error": "log in first"}, status_code=401)
-                    return RedirectResponse("/login", status_code=303)
+                        return JSONResponse({"error": "your session ended; log in again" if stale else "log in first",
+                                             "expired": stale}, status_code=401)
+                    # say why the login page is shown when there was a session
+                    return RedirectResponse("/login?expired=1" if stale else "/login", status_code=303)
                 if ctx.user.role not in roles:
                     log.info("refused", extra={"user": ctx.user.name, "role": ctx.user.role, "route": request.url.path})
                     if api:
@@ -349,7 +354,9 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
             return RedirectResponse("/", status_code=303)
         token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
         # double submit: the same random value in a cookie and in the form
-        resp = page(request, "login.html", None, error=request.query_params.get("error") == "1", login_csrf=token)
+        resp = page(request, "login.html", None, error=request.query_params.get("error") == "1", login_csrf=token,
+                    expired=request.query_params.get("expired") == "1")
+        resp.delete_cookie(SESSION_COOKIE, path="/")  # a stale one; the page asks for the token again
         resp.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", max_age=3600,
                         secure=request.url.scheme == "https")
         return resp
@@ -398,7 +405,7 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
     @guard(ROLE_LABEL, api=False)
     async def label_page(request: Request, ctx: Ctx) -> Response:
         return page(request, "label.html", ctx, guidelines=guidelines_html, skip_reasons=SKIP_REASONS,
-                    heartbeat_s=heartbeat_s, warn_s=warn_s)
+                    heartbeat_s=heartbeat_s, warn_s=warn_s, undo_ms=int(settings.submit_undo_s * 1000))
 
     @guard(ROLE_LABEL, api=True)
     async def api_state(request: Request, ctx: Ctx) -> Response:

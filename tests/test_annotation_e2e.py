@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 
@@ -280,5 +281,65 @@ async def test_a_lease_is_kept_while_active_warned_when_idle_and_reclaimable_whe
         await page.wait_for_function(
             "() => document.getElementById('lost-banner').textContent.includes('someone else took it')")
         assert await page.is_hidden("#reclaim") and await page.is_hidden("#workspace")
+    finally:
+        await context.close()
+
+
+async def test_submit_is_safe_and_focus_returns_to_the_page(browser, label_server):
+    """Ctrl+Enter on an empty trajectory asks first; a submit can be undone
+    for a few seconds; Type+Enter leaves the text box, so U is undo again."""
+    server, tokens, _ = label_server
+    context, page, lease = await open_task(browser, server.url, tokens["e3"])
+    try:
+        await page.keyboard.press("Control+Enter")  # no steps: asks
+        await page.wait_for_selector("#confirm-submit:not([hidden])")
+        assert "no steps" in await page.text_content("#confirm-text")
+        await page.keyboard.press("Escape")
+        assert await page.is_hidden("#confirm-submit")
+        await page.keyboard.press("Control+Enter")
+        await page.click("#confirm-yes")  # submit anyway ...
+        await page.wait_for_selector("#submit-pending:not([hidden])")
+        await page.keyboard.press("Escape")  # ... and undo it within the window
+        assert await page.is_hidden("#submit-pending")
+        await page.wait_for_timeout(4000)  # past the 3 s window: nothing was sent
+        assert (await page.evaluate("fetch('/api/state').then(r => r.json())"))["lease"]["item_id"] == lease["item_id"]
+        assert await page.is_hidden("#result")
+
+        await page.keyboard.press("t")
+        await page.keyboard.type("hello")
+        await page.keyboard.press("Enter")  # Type+Enter
+        await steps_shown(page, 1)
+        assert await page.evaluate("() => document.activeElement.id") != "type-text"
+        assert await page.input_value("#type-text") == ""
+        await page.keyboard.press("u")  # a shortcut, not a letter in the box
+        await steps_shown(page, 0)
+        assert await page.input_value("#type-text") == ""
+
+        await click_on_screenshot(page, *center(lease, role="button"))  # the task's own end
+        await page.wait_for_selector("#done-banner:not([hidden])")
+        await page.keyboard.press("Control+Enter")  # a complete task: no question, just the undo window
+        await page.wait_for_selector("#submit-pending:not([hidden])")
+        assert await page.is_hidden("#confirm-submit")
+        await page.wait_for_selector("#result:not([hidden])", timeout=60000)
+        assert "the judge passed it" in await page.text_content("#result")
+    finally:
+        await context.close()
+
+
+async def test_an_ended_session_says_why_on_the_login_page(browser, label_server):
+    server, tokens, db = label_server
+    context, page = await log_in(browser, server.url, tokens["e4"])
+    try:
+        await page.wait_for_url("**/label")
+        with sqlite3.connect(db) as c:  # the session runs out (as after 12 h)
+            c.execute("UPDATE sessions SET expires_at = 0 WHERE user_id = (SELECT id FROM users WHERE name = 'e4')")
+        await page.keyboard.press("n")  # the page's next request is refused ...
+        await page.wait_for_url("**/login?expired=1")
+        assert "Your session ended" in await page.text_content("#expired")  # ... and the login page says why
+        await page.goto(server.url + "/label")  # a page load with the stale cookie: the cookie is gone now
+        await page.wait_for_url("**/login")
+        await page.fill("#token", tokens["e4"])
+        await page.click("button[type=submit]")
+        await page.wait_for_url("**/label")
     finally:
         await context.close()

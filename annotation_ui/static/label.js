@@ -29,7 +29,7 @@
           body: JSON.stringify(body),
         };
     const r = await fetch(path, opts);
-    if (r.status === 401) { location.href = "/login"; throw new Error("logged out"); }
+    if (r.status === 401) { location.href = "/login?expired=1"; throw new Error("your session ended"); }
     let data = {};
     try { data = await r.json(); } catch (e) { data = { error: `HTTP ${r.status}` }; }
     if (!r.ok) { const err = new Error(data.error || `HTTP ${r.status}`); err.status = r.status; throw err; }
@@ -191,6 +191,7 @@
 
   async function act(action) {
     if (!state) return;
+    if (pending) { showError("A submit is under way: undo it (Esc) to go on acting."); return; }
     if (state.done) {  // the site ended the episode: a click now would start a new one
       $("marker").hidden = true;
       showError("The task is complete: submit it, or undo the last step.");
@@ -321,7 +322,11 @@
     ev.preventDefault();
     const text = $("type-text").value;
     if (!text) return;
-    act({ name: "type", text }).then(() => { if (!$("error").textContent) $("type-text").value = ""; });
+    act({ name: "type", text }).then(() => {
+      if (!$("error").textContent) $("type-text").value = "";
+      // back to the page: the next keys are shortcuts again, not more text
+      $("type-text").blur();
+    });
   });
   $("key-form").addEventListener("submit", (ev) => { ev.preventDefault(); act({ name: "press", key: $("key").value }); });
   $("scroll-up").addEventListener("click", () => act({ name: "scroll", dy: -0.5 }));
@@ -340,7 +345,60 @@
     if (!state) return;
     await run(async () => render(await api("/api/undo", { item_id: state.item_id })));
   }
-  async function submit() {
+  // Submitting is safe: an empty or one-step trajectory (on a task the site
+  // did not say is complete) asks first, and a submit waits `undoMs` with
+  // an Undo before it is sent.
+  const undoMs = Number(app.dataset.undoMs || 0);
+  let pending = null;
+
+  function submit() {
+    if (!state || busy || pending) return;
+    const n = (state.steps || []).length;
+    if (n === 0 || (n < 2 && !state.done)) {
+      $("confirm-text").textContent = n === 0
+        ? "This trajectory has no steps. Submit it anyway?"
+        : "This trajectory has only one step and the task did not end. Submit it anyway?";
+      $("confirm-submit").hidden = false;
+      $("confirm-no").focus();  // the safe choice is the default
+      return;
+    }
+    schedule();
+  }
+
+  function schedule() {
+    $("confirm-submit").hidden = true;
+    const until = Date.now() + undoMs;
+    const show = () => {
+      const s = Math.max(0, (until - Date.now()) / 1000);
+      $("pending-text").textContent = `Submitting in ${s.toFixed(1)} s…`;
+    };
+    show();
+    $("submit-pending").hidden = false;
+    $("submit-undo").focus();
+    const ticker = setInterval(show, 100);
+    pending = { ticker, timer: setTimeout(() => { stopPending(); send(); }, undoMs) };
+  }
+
+  function stopPending() {
+    if (!pending) return;
+    clearTimeout(pending.timer);
+    clearInterval(pending.ticker);
+    pending = null;
+    $("submit-pending").hidden = true;
+    document.activeElement.blur();
+  }
+
+  function cancelSubmit() {
+    const was = !!pending || !$("confirm-submit").hidden;
+    stopPending();
+    $("confirm-submit").hidden = true;
+    return was;
+  }
+  $("confirm-yes").addEventListener("click", schedule);
+  $("confirm-no").addEventListener("click", cancelSubmit);
+  $("submit-undo").addEventListener("click", cancelSubmit);
+
+  async function send() {
     if (!state) return;
     await run(async () => {
       const answer = $("answer").value;
@@ -387,6 +445,7 @@
     const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
     if ((ev.ctrlKey || ev.metaKey) && ev.key === "Enter") { ev.preventDefault(); submit(); return; }
     if (ev.key === "Escape") {
+      if (cancelSubmit()) { ev.preventDefault(); return; }
       $("select-menu").hidden = true;
       $("skip-form").hidden = true;
       if (typing) document.activeElement.blur();
