@@ -58,11 +58,13 @@ _TIME_TIP = alt.Tooltip("time:T", timeUnit="utcyearmonthdatehoursminutesseconds"
 
 def _time_axis(points: list[dict[str, Any]]) -> alt.X:
     """Time in UTC on a 24-hour clock (Vega's default is the viewer's zone,
-    12-hour), the days the run spans in the title."""
-    days = sorted({p["time"][:10] for p in points})
+    12-hour), the days the run spans in the title, seconds for a short run."""
+    times = sorted(p["time"] for p in points)
+    days = sorted({t[:10] for t in times})
     span = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+    clock = "%H:%M:%S" if times[0][:16] == times[-1][:16] or len(points) < 3 else "%H:%M"
     return alt.X("time:T", title=f"finished (UTC, {span})", scale=alt.Scale(type="utc"),
-                 axis=alt.Axis(format="%H:%M" if len(days) == 1 else "%m-%d %H:%M"))
+                 axis=alt.Axis(format=clock if len(days) == 1 else "%m-%d " + clock, labelOverlap=True))
 
 
 def accepted_over_time(points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -132,14 +134,15 @@ def labeler_throughput(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not human:
         return None
     counts = Counter(
-        (r["detail"] or "?", _iso(3600 * math.floor((r["started_at"] + r["seconds"]) / 3600)), r["status"]) for r in human
+        (r["detail"] or "?", _iso(3600 * math.floor((r["started_at"] + r["seconds"]) / 3600))[:13].replace("T", " ") + ":00",
+         r["status"]) for r in human
     )
     data = [{"labeler": lab, "hour": h, "status": st, "trajectories": n} for (lab, h, st), n in sorted(counts.items())]
     return (
         alt.Chart(_data(data), title="Labeler throughput (trajectories per hour)")
         .mark_bar()
-        .encode(x=alt.X("hour:T", title="hour (UTC)", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%m-%d %H:00")), y=alt.Y("trajectories:Q", stack=True),
-                color=alt.Color("labeler:N"), tooltip=["labeler:N", alt.Tooltip("hour:T", timeUnit="utcyearmonthdatehours", title="hour (UTC)"), "status:N", "trajectories:Q"])
+        .encode(x=alt.X("hour:O", title="hour (UTC)"), y=alt.Y("trajectories:Q", stack=True),
+                color=alt.Color("labeler:N"), tooltip=["labeler:N", "hour:O", "status:N", "trajectories:Q"])
         .properties(width=WIDTH, height=220).to_dict()
     )
 
