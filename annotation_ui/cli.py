@@ -4,6 +4,7 @@
     synth annotate enqueue pipelines/web.yaml -t 'miniwob/click-*' -n 20
     synth annotate serve                             # http://127.0.0.1:8700
     synth annotate status
+    synth annotate users | disable NAME | enable NAME | rotate NAME | revoke NAME
 
 Everything reads the pipeline (default `pipelines/web.yaml` when it exists):
 its `sources.human` section (queue file, lease, guidelines), its output folder
@@ -101,6 +102,11 @@ def serve(
     lease_seconds: Optional[float] = typer.Option(None, help="override sources.human.lease_seconds"),
     login_attempts: int = typer.Option(10, help="login attempts per client per minute"),
     log_level: str = typer.Option("info", help="debug | info | warning"),
+    forwarded_allow_ips: Optional[str] = typer.Option(
+        None, help="behind a TLS proxy: the proxy's address(es), comma separated; their X-Forwarded-Proto and "
+        "X-Forwarded-For are trusted (https origin checks, Secure cookies, per-client login limits)"),
+    ssl_certfile: Optional[Path] = typer.Option(None, help="serve HTTPS directly with this certificate (PEM)"),
+    ssl_keyfile: Optional[Path] = typer.Option(None, help="the certificate's private key (PEM)"),
 ) -> None:
     """Serve the labeler, review and admin pages (JSON logs on stderr)."""
     import uvicorn
@@ -135,8 +141,13 @@ def serve(
     if not counts["queued"] and not counts["leased"]:
         console.print("[yellow]the queue is empty[/]: enable sources.human in the pipeline and `synth run` it, "
                       "or `synth annotate enqueue PIPELINE -t 'miniwob/*' -n 20`")
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        fail("--ssl-certfile and --ssl-keyfile go together")
+    tls = {"ssl_certfile": str(ssl_certfile), "ssl_keyfile": str(ssl_keyfile)} if ssl_certfile else {}
+    proxy = {"proxy_headers": True, "forwarded_allow_ips": forwarded_allow_ips} if forwarded_allow_ips else {
+        "proxy_headers": False}
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=True,
-                log_level=log_level.lower(), proxy_headers=False)
+                log_level=log_level.lower(), **proxy, **tls)
 
 
 @annotate_app.command("add-user")
@@ -158,6 +169,60 @@ def add_user(
     console.print(f"user [bold]{escape(name)}[/] ({role}) added to {escape(str(r.db))}. "
                   "Their token, shown only this once:")
     typer.echo(token)
+
+
+def _change_user(r: Resolved, change: Any, name: str) -> Any:
+    from annotation_ui.store import Store
+
+    if not r.db.exists():
+        fail(f"no queue at {r.db}")
+    try:
+        return change(Store(r.db), name)
+    except ValueError as e:
+        fail(str(e))
+
+
+@annotate_app.command()
+def users(pipeline: Optional[Path] = PIPELINE_OPT, db: Optional[Path] = DB_OPT) -> None:
+    """The users: name, role, disabled or not."""
+    from annotation_ui.store import Store
+
+    r = resolve(pipeline, db, None)
+    if not r.db.exists():
+        fail(f"no queue at {r.db}")
+    table = Table("name", "role", "state")
+    for u in Store(r.db).users():
+        table.add_row(u["name"], u["role"], "disabled" if u["disabled"] else "active")
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+@annotate_app.command()
+def disable(name: str, pipeline: Optional[Path] = PIPELINE_OPT, db: Optional[Path] = DB_OPT) -> None:
+    """Lock a user out now: sessions end, the token stops working, a held task goes back to the queue."""
+    _change_user(resolve(pipeline, db, None), lambda s, n: s.set_disabled(n, True), name)
+    console.print(f"user [bold]{escape(name)}[/] disabled")
+
+
+@annotate_app.command()
+def enable(name: str, pipeline: Optional[Path] = PIPELINE_OPT, db: Optional[Path] = DB_OPT) -> None:
+    """Let a disabled user in again with their existing token."""
+    _change_user(resolve(pipeline, db, None), lambda s, n: s.set_disabled(n, False), name)
+    console.print(f"user [bold]{escape(name)}[/] enabled")
+
+
+@annotate_app.command()
+def rotate(name: str, pipeline: Optional[Path] = PIPELINE_OPT, db: Optional[Path] = DB_OPT) -> None:
+    """Issue a new token (printed once); the old one and its sessions stop working."""
+    token = _change_user(resolve(pipeline, db, None), lambda s, n: s.rotate_token(n), name)
+    console.print(f"user [bold]{escape(name)}[/]: old token revoked. The new token, shown only this once:")
+    typer.echo(token)
+
+
+@annotate_app.command()
+def revoke(name: str, pipeline: Optional[Path] = PIPELINE_OPT, db: Optional[Path] = DB_OPT) -> None:
+    """Revoke a user's token (a leaked one): sessions end; `rotate` issues a new one."""
+    _change_user(resolve(pipeline, db, None), lambda s, n: s.revoke_token(n), name)
+    console.print(f"user [bold]{escape(name)}[/]: token revoked; `synth annotate rotate {escape(name)}` issues a new one")
 
 
 @annotate_app.command()

@@ -263,6 +263,48 @@ class Store:
             return None
         return User(row[0]["id"], row[0]["name"], row[0]["role"])
 
+    def _user_id(self, c: sqlite3.Connection, name: str) -> int:
+        row = c.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise ValueError(f"no user {name!r}")
+        return row["id"]
+
+    def _log_out(self, c: sqlite3.Connection, user_id: int) -> None:
+        """End the user's sessions and let their lease run out now (its draft
+        is kept as a lost draft, should they come back)."""
+        now = self.clock()
+        c.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
+        c.execute("UPDATE items SET lease_expires = ? WHERE state = 'leased' AND lease_user = ?", (now - 1, user_id))
+        self._expire(c, now)
+
+    def set_disabled(self, name: str, disabled: bool) -> None:
+        """Disable a user (their token stops working, their sessions end) or
+        enable them again (the same token works again)."""
+        with self._tx() as c:
+            uid = self._user_id(c, name)
+            c.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), uid))
+            if disabled:
+                self._log_out(c, uid)
+
+    def rotate_token(self, name: str) -> str:
+        """A new token for the user (returned, shown once); the old one and
+        every session made with it stop working."""
+        token = new_token()
+        with self._tx() as c:
+            uid = self._user_id(c, name)
+            c.execute("UPDATE users SET token_hash = ? WHERE id = ?", (hash_secret(token), uid))
+            self._log_out(c, uid)
+        return token
+
+    def revoke_token(self, name: str) -> None:
+        """The user's token stops working and their sessions end; nothing logs
+        them in until `rotate_token` issues a new one."""
+        with self._tx() as c:
+            uid = self._user_id(c, name)
+            # a hash of a secret nobody holds: no token matches it
+            c.execute("UPDATE users SET token_hash = ? WHERE id = ?", (hash_secret("revoked:" + new_token()), uid))
+            self._log_out(c, uid)
+
     def users(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._q("SELECT id, name, role, created_at, disabled FROM users ORDER BY name")]
 

@@ -108,6 +108,22 @@ def short_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def user_server(tmp_path_factory):
+    """A server behind a (pretend) TLS proxy on 127.0.0.1, users added by the CLI."""
+    tmp = tmp_path_factory.mktemp("annotate-users")
+    db = tmp / "q.db"
+    Store(db).enqueue(make_task("click-test", 0))
+    server = ServerProcess("--db", str(db), "--forwarded-allow-ips", "127.0.0.1", log_path=tmp / "server.log")
+    yield server, db
+    server.stop()
+
+
+def annotate(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "synth.cli", "annotate", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
 def raw_get(url: str, path: str, cookie: str = "") -> int:
     """GET a path exactly as written (no client-side normalisation)."""
     host, port = url.removeprefix("http://").split(":")
@@ -415,3 +431,71 @@ def test_tokens_never_reach_the_logs(main_server, short_server):
         for line in text.splitlines():
             if line.startswith("{"):
                 json.loads(line)
+
+
+# ---------------------------------------------------------------- user management and TLS
+
+
+def test_users_can_be_disabled_enabled_rotated_and_revoked(user_server):
+    server, db = user_server
+    url = server.url
+    r = annotate("add-user", "kim", "--role", "labeler", "--db", str(db))
+    token = r.stdout.strip()
+    s = login(url, token)
+    lease = s.post(url + "/api/next", json={}).json()["lease"]
+    assert lease is not None
+
+    assert annotate("disable", "kim", "--db", str(db)).returncode == 0
+    assert s.get(url + "/api/state").status_code == 401  # the open session ends at once
+    with pytest.raises(PermissionError):
+        login(url, token)
+    assert "disabled" in annotate("users", "--db", str(db)).stdout
+    assert Store(db).counts()["queued"] == 1  # the task went back to the queue
+    assert annotate("enable", "kim", "--db", str(db)).returncode == 0
+    s = login(url, token)  # the same token again
+    assert s.get(url + "/api/state").json()["lost"]["item_id"] == lease["item_id"]  # and the draft is reclaimable
+
+    r = annotate("rotate", "kim", "--db", str(db))
+    assert r.returncode == 0
+    new = r.stdout.strip()
+    assert new != token and new.startswith("syn_") and new not in r.stderr
+    assert s.get(url + "/api/state").status_code == 401
+    with pytest.raises(PermissionError):
+        login(url, token)
+    s = login(url, new)
+
+    assert annotate("revoke", "kim", "--db", str(db)).returncode == 0
+    assert s.get(url + "/api/state").status_code == 401
+    with pytest.raises(PermissionError):
+        login(url, new)
+    bad = annotate("disable", "nobody", "--db", str(db))
+    assert bad.returncode == 2 and "no user 'nobody'" in bad.stderr
+    assert token not in server.log() and new not in server.log()
+
+
+def test_behind_a_tls_proxy_cookies_are_secure_and_https_origins_pass(user_server):
+    """What a reverse proxy terminating TLS sends: X-Forwarded-Proto https,
+    the browser's https Origin. The session cookie must be Secure and the
+    page's own POSTs must pass the same-origin check."""
+    server, db = user_server
+    url = server.url
+    token = annotate("add-user", "tls", "--role", "labeler", "--db", str(db)).stdout.strip()
+    host = url.removeprefix("http://")
+    proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+    page = requests.get(url + "/login", headers=proxied)
+    assert "secure" in page.headers["set-cookie"].lower()  # the login form's cookie too
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    r = requests.post(url + "/login", data={"csrf": csrf, "token": token}, allow_redirects=False,
+                      cookies={"synth_login": csrf}, headers={**proxied, "Origin": f"https://{host}"})
+    assert r.status_code == 303 and r.headers["location"] == "/label", r.text
+    assert "secure" in r.headers["set-cookie"].lower()
+    sid = re.search(r"synth_session=([^;]+)", r.headers["set-cookie"]).group(1)
+    home = requests.get(url + "/label", headers=proxied, cookies={"synth_session": sid})
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', home.text).group(1)
+    r = requests.post(url + "/api/next", json={}, cookies={"synth_session": sid},
+                      headers={**proxied, "Origin": f"https://{host}", "X-CSRF-Token": csrf})
+    assert r.status_code == 200, r.text
+    r = requests.post(url + "/api/next", json={}, cookies={"synth_session": sid},
+                      headers={**proxied, "Origin": f"http://{host}", "X-CSRF-Token": csrf})
+    assert r.status_code == 403  # plain http is not this server's origin any more
+    assert '"client": "203.0.113.7"' in server.log() or "203.0.113.7" in server.log()
