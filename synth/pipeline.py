@@ -238,7 +238,9 @@ def prepare(config_path: Path | str, limit: int | None = None) -> Plan:
         if reason:
             skipped[kind] = reason
             continue
-        jobs.append(Job(kind, source_config, tasks.where(lambda t: cls.selects(t, source_config))))
+        selected = tasks.where(lambda t: cls.selects(t, source_config))
+        seeds = getattr(source_config, "seeds_per_template", None)  # a source that takes a few seeds of each
+        jobs.append(Job(kind, source_config, selected.first_seeds(seeds) if seeds else selected))
     return Plan(config_path, config, tasks, jobs, skipped, plugins)
 
 

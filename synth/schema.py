@@ -33,7 +33,9 @@ ActionName = Literal[
 POINTER_ACTIONS: frozenset[str] = frozenset(
     {"click", "double_click", "right_click", "hover", "drag", "select"}
 )
-SourceKind = Literal["solver", "bootstrap", "human"]
+SourceKind = str
+"""A source's `kind`: synth's own (solver, bootstrap, human, recovery,
+explore) or a plugin's (a `synth.sources` entry point), so not a closed set."""
 
 
 def stable_id(*parts: Any, length: int = 16) -> str:
@@ -256,6 +258,12 @@ class Step(BaseModel):
     """Whether the page had settled when observed (False: the settle wait
     timed out, something kept moving or loading)."""
     agent: AgentCall | None = None
+    role: Literal["normal", "mistake", "recovery"] = "normal"
+    """A recovery variant's deliberate mistake and the steps that undo it
+    (synth/recovery.py): a mistake is history in the SFT views, never a
+    target, and no gate removes either as unnecessary."""
+    reflection: str | None = None
+    """On a recovery step: what went wrong and what undoes it, in words."""
 
 
 class JudgeSpec(BaseModel):
@@ -440,6 +448,8 @@ STEP = pa.struct(
         ("settle_ms", pa.float32()),
         ("settled", pa.bool_()),
         ("agent", AGENT_CALL),
+        ("role", pa.string()),
+        ("reflection", pa.string()),
     ]
 )
 
@@ -492,6 +502,8 @@ STEP_SUMMARY = pa.struct(
         ("waited_ms", pa.float32()),
         ("settle_ms", pa.float32()),
         ("settled", pa.bool_()),
+        ("role", pa.string()),
+        ("reflection", pa.string()),
     ]
 )
 TRAJECTORIES_SCHEMA = pa.schema(
@@ -527,6 +539,8 @@ STEPS_SCHEMA = pa.schema(
         ("settle_ms", pa.float32()),
         ("settled", pa.bool_()),
         ("agent", AGENT_CALL),
+        ("role", pa.string()),
+        ("reflection", pa.string()),
     ]
 )
 """`data/steps`: one row per step; the screenshot as a Hugging Face Image."""

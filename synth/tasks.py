@@ -478,6 +478,10 @@ class TaskSet:
         """Raise ConfigError now if a template cannot render its first task."""
         self.first_tasks
 
+    def first_seeds(self, n: int) -> "TaskSet":
+        """The same templates with only their first `n` seeds each."""
+        return TaskSet([(site, tpl, seeds[:n]) for site, tpl, seeds in self.selections])
+
     def where(self, keep: Callable[[Task], bool]) -> "TaskSet":
         """The selections whose first task `keep` accepts, with all their seeds:
         sources choose tasks per template."""

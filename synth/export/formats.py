@@ -216,7 +216,10 @@ class StepView:
 
 def steps(traj: dict[str, Any]) -> Iterator[StepView]:
     """The trajectory's steps that can be training targets, each with its
-    history (the earlier steps that did something). Failed steps are skipped."""
+    history (the earlier steps that did something). Failed steps are skipped;
+    a recovery variant's mistake steps are in the history of the steps after
+    them but are no target themselves (the model learns the recovery, not the
+    mistake: synth/recovery.py)."""
     history: list[StepView] = []
     for s in traj["steps"]:
         if s.get("error"):
@@ -235,7 +238,8 @@ def steps(traj: dict[str, Any]) -> Iterator[StepView]:
             elements=obs.get("elements") or [],
         )
         history.append(view)
-        yield view
+        if s.get("role") != "mistake":  # a recovery variant's mistake: history for what follows, never a target
+            yield view
 
 
 def _short(text: str, limit: int = 80) -> str:

@@ -218,6 +218,7 @@ def step_rows(traj: dict[str, Any]) -> Iterable[tuple[dict[str, Any], int]]:
                 "error": step["error"],
                 **_waits(step),
                 "agent": step.get("agent"),
+                **_role(step),
             },
             len(png or b"") + len(axtree) + 512,
         )
@@ -236,6 +237,7 @@ def trajectory_row(traj: dict[str, Any]) -> dict[str, Any]:
             "monologue": s["monologue"],
             "error": s["error"],
             **_waits(s),
+            **_role(s),
         }
         for s in traj["steps"]
     ]
@@ -247,6 +249,12 @@ def _waits(step: dict[str, Any]) -> dict[str, Any]:
     settle wait (staging written before it existed has none)."""
     return {"waited_ms": step.get("waited_ms") or 0.0, "settle_ms": step.get("settle_ms") or 0.0,
             "settled": step.get("settled", True) is not False}
+
+
+def _role(step: dict[str, Any]) -> dict[str, Any]:
+    """A recovery variant's step role and reflection (staging written before
+    they existed has neither: every step was a normal one)."""
+    return {"role": step.get("role") or "normal", "reflection": step.get("reflection")}
 
 
 def apply_verdict(traj: dict[str, Any], v: Verdict) -> dict[str, Any]:

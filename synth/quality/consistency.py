@@ -198,13 +198,14 @@ def check(traj: Trajectory, max_steps: int | None = None, rules: TemplateConsist
     for i, step in enumerate(traj.steps):
         seen_text += " " + _page_text(step.observation)
         mine = answers | ({_normalised(step.action.text or "")} if i == last_typed else set())
-        flags |= step_flags(step, traj.instruction, seen_text, mine)
+        if step.role != "mistake":  # a recovery variant's deliberate mistake is wrong by design
+            flags |= step_flags(step, traj.instruction, seen_text, mine)
         key = (state_key(step.observation), _action_key(step))
         if key in repeats and step.action.name not in ("answer", "done"):
             flags.add("loop")
         repeats.add(key)
-    if max_steps is not None and len(traj.steps) > max_steps:
-        flags.add("too_many_steps")
+    if max_steps is not None and sum(s.role == "normal" for s in traj.steps) > max_steps:
+        flags.add("too_many_steps")  # a recovery variant's mistake and recovery are not counted
     return [f for f in FLAGS if f in flags]
 
 

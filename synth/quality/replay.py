@@ -109,10 +109,12 @@ def steps_of(t: Trajectory) -> list[ReplayStep]:
 def noop_steps(t: Trajectory) -> list[int]:
     """Steps after which the page state did not change (candidates for
     removal). The last step's effect is unknown, so it is never one, nor are
-    answer/done, which change nothing on the page by design."""
+    answer/done, which change nothing on the page by design, nor a recovery
+    variant's mistake and recovery (a mistake undone leaves the state as it
+    was: that is the point of the data, not noise)."""
     out = []
     for i, (a, b) in enumerate(zip(t.steps, t.steps[1:])):
-        if a.action.name in ("answer", "done", "scroll") or a.error:
+        if a.action.name in ("answer", "done", "scroll") or a.error or a.role != "normal":
             continue
         if state_key(a.observation) == state_key(b.observation):
             out.append(i)

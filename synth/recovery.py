@@ -1,0 +1,259 @@
+"""Recovery variants: a solver's successful trajectory, replayed with one
+plausible mistake and its recovery in the middle, verified.
+
+The `recovery` source (`sources.recovery:` in a pipeline) takes tasks whose
+template has a solver. For each it records, in fresh episodes:
+
+1. the solver's clean run (the reference; not staged: the solver source
+   stages its own);
+2. a mistake point chosen from the clean run (`candidates`), by the task's
+   seed: a typed value (`typo`: a wrong value typed, then the field's text
+   selected and the right value typed over it), a choice from a list
+   (`wrong-option`: another option, then the right one), a click with a
+   sibling of the same kind in view (`wrong-click`: the sibling clicked;
+   then, as the page reacted, back to the page it left, the sibling clicked
+   again where it toggles, or the right element clicked, which replaces the
+   wrong choice);
+3. the clean prefix replayed up to and including that step, in its own
+   episode, and the site's state and the page's state read there;
+4. the variant: the prefix, the mistake (`role: mistake`), the recovery
+   (`role: recovery`, with a `reflection` written from the mistake and its
+   elements), the original step; then the state is read and must equal the
+   clean prefix's (the site's data state where it has one, and the page's
+   snapshot state): a mistake that left a lasting side effect (an item added,
+   a record deleted) fails here and the variant is dropped with the reason;
+   then the rest of the clean run, each step aimed at its recorded element
+   (found by its selector if the layout moved), and the task's judge.
+
+A variant that fails is a rejected trajectory whose reason says why
+(`recovery: ...`), so `synth stats` counts them by reason. An accepted
+variant then goes through every quality gate (its replay includes the
+mistake); minimality never removes its labelled steps, consistency does not
+flag the mistake, and the SFT views keep the mistake in the history only: it
+is never a training target (synth/export/formats.py `steps`).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from synth.config import SourceConfig
+from synth.env import BrowserEnv
+from synth.episode import run_episode
+from synth.quality.consistency import state_key
+from synth.quality.replay import ReplayStep, steps_of
+from synth.schema import Action, Element, Monologue, Observation, Task, Trajectory
+from synth.sources import BrowserSource, register_source
+from synth.validate import near_misses
+
+KINDS = ("typo", "wrong-option", "wrong-click")
+Kind = Literal["typo", "wrong-option", "wrong-click"]
+TOGGLES = {"checkbox", "switch", "menuitemcheckbox"}
+
+
+class RecoveryConfig(SourceConfig):
+    """`sources.recovery:`: which mistakes, on how many seeds per template."""
+
+    kinds: list[Kind] = Field(default_factory=lambda: list(KINDS), description="mistake kinds to make")
+    seeds_per_template: int | None = Field(
+        10, gt=0, description="the first N seeds of each template with a solver get a variant (null: all)"
+    )
+    include: list[str] | None = Field(None, description="only these template ids (default: every one with a solver)")
+
+
+@dataclass(frozen=True)
+class Mistake:
+    kind: str
+    step: int
+    """The clean run's step the mistake is made in place of (then redone)."""
+    update: dict[str, Any]
+    """The mistaken action's fields over the original's (another point, option or text)."""
+    right: str
+    wrong: str
+    where: str
+    """The element acted on, in words, for the reflection."""
+
+
+def _name(el: Element | None) -> str:
+    if el is None:
+        return "the page"
+    return f"the {el.role} '{el.name[:40]}'" if el.name else f"the {el.role or el.tag}"
+
+
+def _typo(text: str) -> str:
+    last = text[-1]
+    return text[:-1] + ("1" if last.isdigit() and last != "1" else "2" if last.isdigit() else "x" if last != "x" else "y")
+
+
+def candidates(t: Trajectory, kinds: list[str]) -> list[Mistake]:
+    """Every mistake the clean run `t` offers, of the given kinds."""
+    out: list[Mistake] = []
+    if "typo" in kinds:
+        for i, s in enumerate(t.steps):
+            if s.action.name == "type" and s.action.text and len(s.action.text) >= 2 and i > 0:
+                field_el = t.steps[i - 1].element if t.steps[i - 1].action.name == "click" else None
+                out.append(Mistake("typo", i, {"text": _typo(s.action.text)}, s.action.text,
+                                   _typo(s.action.text), _name(field_el) if field_el else "the field"))
+    for i, update, was, instead in near_misses(t):
+        if "text" in update and "wrong-option" in kinds:
+            out.append(Mistake("wrong-option", i, update, t.steps[i].action.text or "", update["text"], _name(was)))
+        elif "x" in update and "wrong-click" in kinds:
+            out.append(Mistake("wrong-click", i, update, was.name, instead.name, instead.role or instead.tag))
+    return out
+
+
+def reflection(m: Mistake, undo: str) -> str:
+    """What went wrong and what undoes it, from the mistake and its elements."""
+    if m.kind == "typo":
+        return f"I typed '{m.wrong}' into {m.where} instead of '{m.right}'; select its text and type '{m.right}'."
+    if m.kind == "wrong-option":
+        return f"I chose '{m.wrong}' in {m.where} instead of '{m.right}'; choose '{m.right}'."
+    wrong, right = f"'{m.wrong}'" if m.wrong else f"another {m.where}", f"'{m.right}'" if m.right else "the right one"
+    if undo == "back":
+        return f"Clicking {wrong} opened the wrong page; go back and click {right}."
+    if undo == "toggle":
+        return f"I clicked {wrong} by mistake; click it again to undo it, then click {right}."
+    return f"I clicked {wrong} instead of {right}; click {right}."
+
+
+def _mark(env: BrowserEnv, since: int, role: str, why: str | None = None) -> None:
+    for step in env.steps[since:]:
+        step.role = role  # type: ignore[assignment]
+        if why:
+            step.reflection = why
+            if step.monologue is None:
+                step.monologue = Monologue(thought=why)
+
+
+class NotRecovered(RuntimeError):
+    """The state after the recovery is not the clean run's: the variant is dropped."""
+
+
+async def _replay(env: BrowserEnv, steps: list[ReplayStep]) -> None:
+    for s in steps:
+        await env.step(s.action, expected=s.target)
+        if env.steps[-1].error:
+            raise RuntimeError(f"step {len(env.steps) - 1} failed: {env.steps[-1].error}")
+        if env.finished:
+            return
+
+
+async def _state(env: BrowserEnv) -> tuple[Any, str]:
+    """The site's data state (None where it has none) and the page's state."""
+    try:
+        data = await env.site.state(env.page, env.task)
+    except NotImplementedError:
+        data = None
+    return data, state_key(env.obs) if env.obs is not None else ""
+
+
+@register_source
+class RecoverySource(BrowserSource):
+    kind: ClassVar[str] = "recovery"
+    config_model: ClassVar[type[SourceConfig]] = RecoveryConfig
+
+    @classmethod
+    def selects(cls, task: Task, config: SourceConfig) -> bool:
+        include = getattr(config, "include", None)
+        return task.solver is not None and (not include or task.template_id in include
+                                            or task.template_id.split("/", 1)[-1] in include)
+
+    def detail(self, task: Task) -> str:
+        return f"{task.solver}:recovery"
+
+    async def _episode(self, task: Task, policy: Any, detail: str) -> Trajectory:
+        return await run_episode(await self.env(task), task, policy, source=self.kind, source_detail=detail,
+                                 run_id=self.run_id, timeout_s=self.episode_timeout_s)
+
+    def _dropped(self, task: Task, why: str) -> Trajectory:
+        from synth.episode import record
+        from synth.schema import Verdict
+        import time
+
+        t = record(task, source=self.kind, source_detail=self.detail(task), verdict=Verdict(passed=False, reason=why),
+                   error=None, started_at=time.time(), run_id=self.run_id)
+        t.reject_reason = f"recovery: {why}"
+        return t
+
+    async def run(self, task: Task) -> Trajectory:
+        from synth.solver import get_solver
+
+        clean = await self._episode(task, get_solver(task.solver or ""), f"{task.solver}:clean")
+        if clean.status != "accepted":
+            return self._dropped(task, f"the solver's own run failed ({clean.reject_reason})")
+        options = candidates(clean, list(getattr(self.config, "kinds", KINDS)))
+        if not options:
+            return self._dropped(task, "no mistake point (no typed value, list or sibling to take instead)")
+        m = random.Random(task.task_id).choice(options)
+        steps = steps_of(clean)
+        reference: dict[str, Any] = {}
+
+        async def prefix(env: BrowserEnv, obs: Observation) -> None:
+            await _replay(env, steps[: m.step + 1])
+            reference["state"] = await _state(env)
+
+        ref = await self._episode(task, prefix, f"{task.solver}:prefix")
+        if "state" not in reference:
+            return self._dropped(task, f"the clean prefix did not replay ({ref.reject_reason})")
+        return await self._episode(task, self._variant(m, steps, reference["state"]), f"{task.solver}:{m.kind}@{m.step}")
+
+    def _variant(self, m: Mistake, steps: list[ReplayStep], expected: tuple[Any, str]) -> Any:
+        async def policy(env: BrowserEnv, obs: Observation) -> None:
+            await _replay(env, steps[: m.step])
+            original = steps[m.step]
+            url = env.page.url
+            start = len(env.steps)
+            await env.step(original.action.model_copy(update=m.update))
+            if env.steps[-1].error:
+                raise NotRecovered(f"the mistake failed: {env.steps[-1].error}")
+            _mark(env, start, "mistake")
+            undo = await self._undo(env, m, url)
+            start = len(env.steps)
+            if m.kind == "typo":
+                await env.press("Control+a")
+                _mark(env, start, "recovery", reflection(m, undo))
+                start = len(env.steps)
+            elif undo == "back":
+                await env.go_back()
+                _mark(env, start, "recovery", reflection(m, undo))
+                start = len(env.steps)
+            elif undo == "toggle":
+                wrong_point = {"x": m.update["x"], "y": m.update["y"]}
+                await env.step(original.action.model_copy(update=wrong_point))
+                _mark(env, start, "recovery", reflection(m, undo))
+                start = len(env.steps)
+            await env.step(original.action, expected=original.target)
+            if undo == "replace" or m.kind == "wrong-option":
+                _mark(env, start, "recovery", reflection(m, undo))  # the right act replaces the wrong choice
+            if env.steps[-1].error:
+                raise NotRecovered(f"the step after the recovery failed: {env.steps[-1].error}")
+            got = await _state(env)
+            if got[0] != expected[0]:
+                raise NotRecovered("the mistake left a lasting change in the site's data (not undone by the recovery)")
+            if got[1] != expected[1]:
+                raise NotRecovered("the page after the recovery is not the clean run's page at that point")
+            await _replay(env, steps[m.step + 1:])
+            if not env.finished:
+                await env.settle()
+
+        return policy
+
+    @staticmethod
+    async def _undo(env: BrowserEnv, m: Mistake, url_before: str) -> str:
+        """How the mistake is undone: 'back' (it navigated), 'toggle' (it
+        checked something that clicking again unchecks), 'replace' (the
+        right act replaces the wrong choice: tabs, radios, options), 'retype'."""
+        if m.kind == "typo":
+            return "retype"
+        if m.kind == "wrong-option":
+            return "replace"
+        if env.page.url != url_before:
+            return "back"
+        last = env.steps[-1].element
+        if last is not None and last.role in TOGGLES:
+            return "toggle"
+        return "replace"

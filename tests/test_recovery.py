@@ -1,0 +1,198 @@
+"""Recovery variants, recorded in a real Chromium on MiniWoB++, the shop and
+Trac, verified by judge, replay and the state after the recovery; a mistake
+with a lasting side effect is dropped; the mistake is never a training target."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import parse_qs
+
+import pytest
+import pytest_asyncio
+
+from synth.env import BrowserConfig
+from synth.export.formats import FORMATS, steps
+from synth.judges import JudgeContext, register_judge
+from synth.quality.consistency import check
+from synth.quality.replay import ReplayJob, Replayer, noop_steps, steps_of
+from synth.recovery import RecoveryConfig, RecoverySource
+from synth.schema import JudgeSpec, Task, Verdict
+from synth.sites.base import Setup, Site, register_site
+from synth.solver import register_solver
+from synth.tasks import tasks_from
+
+ROOT = Path(__file__).resolve().parent.parent
+MINIWOB = ROOT / "templates/tasks/miniwob.yaml"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def recovery():
+    src = RecoverySource(browser=BrowserConfig(), config=RecoveryConfig())
+    await src.setup()
+    yield src
+    await src.teardown()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def replayer():
+    r = Replayer(browser=BrowserConfig(screenshots=False, snapshots=False))
+    await r.setup()
+    yield r
+    await r.teardown()
+
+
+def labelled(t) -> list[tuple[str, str]]:
+    return [(s.action.name, s.role) for s in t.steps if s.role != "normal"]
+
+
+@pytest.mark.parametrize("path, template, kind, shape", [
+    (MINIWOB, "enter-text", "typo", [("type", "mistake"), ("press", "recovery")]),
+    (MINIWOB, "click-checkboxes", "wrong-click", [("click", "mistake"), ("click", "recovery")]),
+    (MINIWOB, "choose-list", "wrong-option", [("select", "mistake"), ("select", "recovery")]),
+    (ROOT / "templates/tasks/shop", "add-to-cart", None, None),
+])
+async def test_a_verified_variant_passes_its_judge_and_replays(recovery, replayer, path, template, kind, shape):
+    task = tasks_from(path, [template], seeds=1)[0]
+    t = await recovery.run(task)
+    assert t.status == "accepted", t.reject_reason
+    assert t.source == "recovery" and t.verdict.passed
+    if kind:
+        assert t.source_detail.split(":")[-1].startswith(kind), t.source_detail
+        assert labelled(t) == shape
+    mistake = next(i for i, s in enumerate(t.steps) if s.role == "mistake")
+    fix = t.steps[mistake + 1]
+    assert fix.role == "recovery" and fix.reflection and fix.monologue.thought == fix.reflection
+    # the variant replays from its recorded actions, mistake included, on a cold page
+    result = await replayer.verify(ReplayJob(t.trajectory_id, task, steps_of(t)))
+    assert result.passed, result.reason
+    # no gate takes the mistake or the recovery for noise, and the mistake is not flagged
+    assert not {mistake, mistake + 1} & set(noop_steps(t))
+    assert check(t) == []
+
+
+async def test_a_variant_on_a_real_application(recovery):
+    """Trac (a third-party issue tracker): its own database is the state
+    compared after the recovery."""
+    pytest.importorskip("trac")
+    done = []
+    for template in ("set-priority", "comment-on-ticket", "add-keyword"):
+        task = tasks_from(ROOT / "apps/trac/templates", [template], seeds=1)[0]
+        t = await recovery.run(task)
+        if t.status == "accepted":
+            done.append((template, labelled(t)))
+        else:
+            assert t.reject_reason.startswith(("error: recovery", "recovery:")), t.reject_reason
+    assert done, "no Trac template gave a verified variant"
+    assert all(shape and shape[0][1] == "mistake" for _, shape in done), done
+
+
+# ---------------------------------------------------------------- a mistake that cannot be undone
+
+
+class _Items(http.server.BaseHTTPRequestHandler):
+    """Three items with a Delete button each (a form POST): deleting is final."""
+
+    items: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if self.path == "/state":
+            return self._send(json.dumps({"items": self.items}).encode(), "application/json")
+        rows = "".join(
+            f'<li>{i} <form method=post action="/delete" style="display:inline"><input type=hidden name=item '
+            f'value="{i}"><button class="delete">Delete {i}</button></form></li>' for i in self.items
+        )
+        self._send(f"<!doctype html><ul>{rows}</ul>".encode(), "text/html")
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+        item = parse_qs(body).get("item", [""])[0]
+        if item in self.items:
+            self.items.remove(item)
+        self.send_response(303)
+        self.send_header("Location", "/")
+        self.end_headers()
+
+    def _send(self, body: bytes, kind: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@register_site
+class ItemsSite(Site):
+    name: ClassVar[str] = "test-items"
+
+    def __init__(self) -> None:
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Items)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    async def setup(self, page, task):
+        _Items.items[:] = ["Alpha", "Beta", "Gamma"]  # one episode at a time: a fresh store each
+        await page.goto(f"http://127.0.0.1:{self.server.server_port}/")
+        return Setup(instruction="Delete Beta.")
+
+    async def state(self, page, task) -> dict[str, Any]:
+        return {"items": list(_Items.items)}
+
+    async def stop(self) -> None:
+        self.server.shutdown()
+
+
+@register_judge("test_only_beta_deleted")
+async def only_beta_deleted(ctx: JudgeContext) -> Verdict:
+    items = (await ctx.state())["items"]
+    ok = items == ["Alpha", "Gamma"]
+    return Verdict(passed=ok, score=float(ok), reason="" if ok else f"items left: {items}")
+
+
+@register_solver("test.delete-beta")
+async def delete_beta(env, obs):
+    await env.click(obs.find("Delete Beta", role="button"))
+    await env.done()
+
+
+async def test_a_mistake_with_a_lasting_side_effect_is_dropped():
+    """Deleting the wrong item cannot be undone: the state after the
+    'recovery' differs from the clean run's, and the variant is rejected
+    saying so, though the task's own judge would have failed anyway."""
+    src = RecoverySource(browser=BrowserConfig(screenshots=False), config=RecoveryConfig(kinds=["wrong-click"]))
+    await src.setup()
+    try:
+        task = Task(task_id="items-0", template_id="test/delete-beta", site="test-items", seed=0,
+                    instruction="Delete Beta.", judge=JudgeSpec(type="test_only_beta_deleted"), solver="test.delete-beta")
+        t = await src.run(task)
+    finally:
+        await src.teardown()
+    assert t.status == "rejected"
+    assert "lasting change in the site's data" in t.reject_reason, t.reject_reason
+    assert labelled(t)[0] == ("click", "mistake")
+
+
+# ---------------------------------------------------------------- the mistake is never a training target
+
+
+async def test_the_mistake_is_history_in_every_view_never_a_target(recovery):
+    task = tasks_from(MINIWOB, ["enter-text"], seeds=1)[0]
+    t = await recovery.run(task)
+    assert t.status == "accepted", t.reject_reason
+    row = t.model_dump()
+    mistake = next(s.index for s in t.steps if s.role == "mistake")
+    views = list(steps(row))
+    assert mistake not in [v.index for v in views]
+    after = next(v for v in views if v.index == mistake + 1)
+    assert mistake in [h.index for h in after.history]
+    for name, fmt in FORMATS.items():
+        samples = [s for s in fmt.samples(row) if isinstance(s, dict)]
+        assert samples and len(samples) <= len(t.steps) - 1, name
+        if fmt.schema is not None:  # the Parquet views say which step each sample is
+            indexes = [s["step_index"] for s in samples]
+            assert mistake not in indexes and mistake + 1 in indexes, (name, indexes)
