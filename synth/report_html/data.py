@@ -174,7 +174,7 @@ def _step(step: dict[str, Any], thumbs: Thumbnails | None) -> dict[str, Any]:
     shot = (step.get("screenshot") or {}).get("bytes")
     src, w, h = thumbs.uri(shot) if (thumbs and shot) else ("", 0, 0)
     if thumbs is None:
-        missing = "left out of this report (--no-screenshots)"
+        missing = "left out (--no-screenshots)"
     elif src:
         missing = ""
     elif shot and thumbs.left_out:
