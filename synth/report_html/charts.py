@@ -179,7 +179,7 @@ def vega_bundle() -> str:
         return cached.read_text()
     try:
         bundle = vlc.javascript_bundle(vl_version=version)
-    except ValueError:  # a vl-convert that does not know Altair's exact version
+    except (ValueError, RuntimeError):  # a vl-convert that does not know this Vega-Lite version: its own
         bundle = vlc.javascript_bundle()
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
