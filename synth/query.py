@@ -88,6 +88,12 @@ def stats_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[str], l
     for title, sql in queries.items():
         rel = con.sql(sql)
         out[title] = (rel.columns, rel.fetchall())
+    # instruction diversity and route coverage of accepted trajectories (synth.explore.diversity)
+    from synth.explore.diversity import stats_table
+
+    columns, rows = stats_table(con)
+    if rows:
+        out["diversity by source and site"] = (columns, rows)
     return out
 
 

@@ -1,0 +1,186 @@
+"""From an exploration segment to a proposed task with a program judge.
+
+`explore_segment` runs one segment (a fresh episode), reads the site's state
+before and after, and turns the evidence into a Task: the judge from the
+evidence (`evidence`), the instruction from the writer. The segment's own
+episode is recorded with that task, judged on its own end state, as any
+source's trajectory is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Protocol
+
+from synth.env import BrowserEnv
+from synth.episode import finish
+from synth.explore import evidence as ev
+from synth.explore.walk import Walker, local, route_of
+from synth.judges import JudgeContext, run_judge
+from synth.schema import JudgeSpec, Observation, Task, Trajectory, Verdict, stable_id
+
+SOURCE = "explore"
+
+
+@dataclass
+class Evidence:
+    """What a segment did, as the writer sees it (and an LLM writer's prompt)."""
+
+    kind: str  # state | view | none
+    judge: JudgeSpec | None
+    instruction: str
+    """The template-free writer's instruction (the fallback when no model writes one)."""
+    summary: str
+    """One line: the change or the view, for logs and prompts."""
+    change: ev.Change | None = None
+
+
+@dataclass
+class Proposal:
+    """A proposed task and the trajectories behind it, with its verdict."""
+
+    site: str
+    segment: Trajectory
+    """The exploration episode, recorded with the proposed task (or the seed)."""
+    task: Task | None
+    evidence: Evidence
+    stop: str = ""
+    status: str = "rejected"
+    reason: str | None = None
+    trajectory: Trajectory | None = None
+    """The accepted data: a fresh cold episode replaying the segment, trimmed."""
+    trimmed: list[int] = field(default_factory=list)
+
+    def reject(self, reason: str) -> "Proposal":
+        self.status, self.reason = "rejected", reason
+        return self
+
+
+class Writer(Protocol):
+    async def __call__(self, evidence: Evidence, segment: list[Any], site: str) -> tuple[str, str]:
+        """(instruction, writer name)."""
+
+
+async def template_free(evidence: Evidence, segment: list[Any], site: str) -> tuple[str, str]:
+    return evidence.instruction, "evidence"
+
+
+def seed_task(site: str, start_url: str | None, seed: int, params: dict[str, Any] | None = None) -> Task:
+    """The task an exploration episode starts from: no instruction, a judge
+    that never passes (a segment that proposes nothing is recorded rejected)."""
+    return Task(
+        task_id=stable_id("explore-seed", site, start_url, seed), template_id=f"explore/{site}", site=site,
+        start_url=start_url, params=dict(params or {}), seed=seed,
+        judge=JudgeSpec(type="state_match", path="$.__explore__", expected=True),
+    )
+
+
+def is_view_state(state: Any) -> bool:
+    """A site whose state is only its view (Datasette's path and query)."""
+    return isinstance(state, dict) and set(state) <= {"path", "query", "title"} and "path" in state
+
+
+def page_title(obs: Observation | None) -> str:
+    """The page's first short heading, else its title before a ' – Site' suffix."""
+    if obs is None:
+        return ""
+    for e in obs.elements:
+        if e.role == "heading" and 2 < len(e.name) <= 60:
+            return re.sub(r"Link to this section$", "", e.name).strip()
+    return re.split(r" [–|-] ", obs.title)[0].strip()[:60]
+
+
+def derive(before: Any, after: Any, start_url: str, final_url: str, typed: list[str], title: str) -> Evidence:
+    """The evidence of a segment and the judge and instruction it implies."""
+    changes = ev.record_changes(before, after) if before is not None and after is not None else []
+    if changes and is_view_state(after):
+        judges = [{"type": "state_match", "path": f"$.{k}", "expected": after[k]} for k in ("path", "query") if k in after]
+        return Evidence("view", JudgeSpec(type="all_of", judges=judges), ev.write_view_state(after, title),
+                        f"view {after}")
+    if changes:
+        change = ev.trim_fields(ev.primary_change(changes, typed), typed)
+        return Evidence("state", ev.state_judge(change), ev.write_change(change),
+                        f"{change.kind} {change.path}: {change.record}", change)
+    if final_url and local(final_url) != local(start_url):
+        return Evidence("view", ev.url_judge(final_url), ev.write_view(final_url, title), f"reached {local(final_url)}")
+    return Evidence("none", None, "", "nothing changed and no other page reached")
+
+
+async def judge_offline(spec: JudgeSpec, task: Task, state: Any, url: str, answer: str | None = None) -> Verdict:
+    """A judge's verdict on a recorded state and URL (the segment's start)."""
+
+    class Frozen:
+        name = task.site
+
+        async def state(self, page: Any, task: Task) -> Any:
+            if state is None:
+                raise NotImplementedError("no state")
+            return state
+
+    ctx = JudgeContext(page=None, site=Frozen(), task=task, answer=answer, final_url=url)  # type: ignore[arg-type]
+    return await run_judge(spec, ctx)
+
+
+async def read_state(env: BrowserEnv) -> Any:
+    try:
+        return await env.site.state(env.page, env.task)
+    except NotImplementedError:
+        return None
+
+
+async def explore_segment(
+    env: BrowserEnv, seed: Task, walker: Walker, writer: Writer = template_free, *, run_id: str = "",
+    timeout_s: float = 120.0,
+) -> Proposal:
+    """One segment: reset, walk, read the evidence, propose, judge the end state."""
+    started_at, t0 = time.time(), time.perf_counter()
+    error: str | None = None
+    before = after = None
+    start_url = final_url = ""
+    try:
+        obs = await env.reset(seed)
+        start_url = obs.url
+        before = await read_state(env)
+        await asyncio.wait_for(walker.segment(env, obs, before), timeout_s)
+        after = await read_state(env)
+        final_url = env.page.url
+    except Exception as e:  # noqa: BLE001 - a failed walk is a rejected segment with its reason
+        error = f"explore: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    evidence = derive(before, after, start_url, final_url, walker.typed, page_title(env.obs)) if error is None \
+        else Evidence("none", None, "", error)
+    task: Task | None = None
+    detail = "explore"
+    if evidence.judge is not None:
+        instruction, detail = await writer(evidence, env.steps, seed.site)
+        task = proposed_task(seed, start_url, instruction, evidence)
+    trajectory = await finish(env, task or seed, source=SOURCE, source_detail=detail, started_at=started_at, t0=t0,
+                              run_id=run_id, error=error)
+    proposal = Proposal(seed.site, trajectory, task, evidence, stop=walker.reason)
+    if task is None:
+        return proposal.reject(f"no proposal: {evidence.summary}")
+    if not trajectory.verdict.passed:
+        return proposal.reject(f"end state: the derived judge fails on the segment's own end: {trajectory.verdict.reason}")
+    at_start = await judge_offline(task.judge, task, before, start_url)
+    if at_start.passed:
+        return proposal.reject(f"trivial: the derived judge already passes at the start ({at_start.reason})")
+    proposal.status = "proposed"
+    return proposal
+
+
+def proposed_task(seed: Task, start_url: str, instruction: str, evidence: Evidence) -> Task:
+    """The task a segment proposes: starts where the segment started, on the same content seed."""
+    start = local(start_url)
+    judge = evidence.judge
+    assert judge is not None
+    return Task(
+        task_id=stable_id("explore", seed.site, start, instruction, judge.model_dump()),
+        template_id=f"explore/{seed.site}/{evidence.kind}", site=seed.site, instruction=instruction,
+        start_url=start, params={**seed.params, "route": route_of(start_url)}, judge=judge, seed=seed.seed,
+        max_steps=max(seed.max_steps, 10),
+    )
+
+
+Runner = Callable[[Task], Awaitable[Proposal]]

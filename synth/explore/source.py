@@ -1,0 +1,142 @@
+"""The exploration source: `sources.explore` in a pipeline.
+
+A BrowserSource like the others (browser, sites, page pool); `run(task)`
+explores one segment from a seed task (`template_id` `explore/<site>`) and
+returns its trajectory, recorded with the task it proposes. `explore()` is
+the whole route for one site: segments, proposals, feasibility (cold replay
+trimmed by minimality, dedup against existing instructions), the accepted
+trajectories and the rejected proposals with their reasons.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Literal, Sequence
+
+from pydantic import Field
+
+from synth.config import SourceConfig
+from synth.env import BrowserConfig
+from synth.explore import feasibility
+from synth.explore.propose import Proposal, Writer, explore_segment, seed_task, template_free
+from synth.explore.walk import Memory, Walker
+from synth.quality.replay import Replayer
+from synth.schema import Task, Trajectory
+from synth.sources import BrowserSource, register_source
+
+
+class ExploreConfig(SourceConfig):
+    """Exploration with hindsight tasks (synth.explore)."""
+
+    sites: list[str] = Field(default_factory=list, description="sites to explore (default: the planned tasks' sites)")
+    segments: int = Field(50, gt=0, description="segments (episodes) per site")
+    budget_steps: int = Field(8, gt=0, description="steps a segment may take before it stops")
+    seed: int = Field(0, description="the walk's random seed")
+    content_seed: int = Field(0, description="the sites' content seed")
+    writer: Literal["evidence", "llm"] = Field("evidence", description="who writes instructions; llm falls back to "
+                                               "evidence when no endpoint is configured")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint of the llm writer")
+    model: str = "gpt-4o-mini"
+    api_key_env: str | None = None
+    cache_path: str | None = "auto"
+    dedup_threshold: float = Field(0.8, gt=0, le=1)
+    exhaustive_minimality: bool = Field(False, description="try leaving out every step, not only the no-ops")
+
+
+@register_source
+class ExploreSource(BrowserSource):
+    kind = "explore"
+    config_model = ExploreConfig
+
+    def __init__(
+        self,
+        browser: BrowserConfig | None = None,
+        site_options: dict[str, dict[str, Any]] | None = None,
+        run_id: str = "",
+        config: SourceConfig | None = None,
+        cache_dir: str | None = None,
+    ) -> None:
+        config = config if isinstance(config, ExploreConfig) else ExploreConfig.model_validate(
+            config.model_dump() if config is not None else {})
+        super().__init__(browser, site_options, run_id, config, cache_dir)
+        self.config: ExploreConfig = config
+        self.memories: dict[str, Memory] = {}
+        self.rng = random.Random(config.seed)
+        self.writer: Writer = template_free
+
+    @classmethod
+    def selects(cls, task: Task, config: SourceConfig) -> bool:
+        return task.template_id.startswith("explore/")
+
+    def detail(self, task: Task) -> str:
+        return "explore"
+
+    async def setup(self) -> None:
+        await super().setup()
+        if self.config.writer == "llm" and self.config.base_url:
+            from bootstrap.source import resolve_cache_path
+            from synth.explore.llm import LLMWriter
+
+            self.writer = LLMWriter(self.config, resolve_cache_path(self.config, self.cache_dir))  # type: ignore[arg-type]
+
+    async def teardown(self) -> None:
+        close = getattr(self.writer, "aclose", None)
+        if close is not None:
+            await close()
+        self.writer = template_free
+        await super().teardown()
+
+    def walker(self, site: str) -> Walker:
+        memory = self.memories.setdefault(site, Memory())
+        return Walker(memory, self.rng, self.config.budget_steps, extra_words=self._content_words(site))
+
+    def _content_words(self, site: str) -> list[str]:
+        """Short text values of a sandbox site's content tables (none for the others)."""
+        from synth.sites import SITES
+
+        content = getattr(SITES[site], "content", None)
+        if content is None:
+            return []
+        try:
+            tables = content(self.config.content_seed)
+        except Exception:  # noqa: BLE001 - a site without content tables explores with what it shows
+            return []
+        words = [str(v) for rows in tables.values() for row in rows[:40] for v in row.values() if isinstance(v, str)]
+        return random.Random(self.config.seed).sample(words, min(200, len(words)))
+
+    async def propose(self, task: Task) -> Proposal:
+        memory = self.memories.setdefault(task.site, Memory())
+        walker = self.walker(task.site)
+        start = task.start_url or memory.start_url(self.rng)
+        seed = seed_task(task.site, start, task.seed, task.params)
+        return await explore_segment(await self.env(seed), seed, walker, self.writer, run_id=self.run_id,
+                                     timeout_s=self.episode_timeout_s)
+
+    async def run(self, task: Task) -> Trajectory:
+        proposal = await self.propose(task)
+        t = proposal.segment
+        if proposal.status == "rejected" and t.status == "accepted":
+            t = t.model_copy(update={"status": "rejected", "reject_reason": proposal.reason})
+        return t
+
+    async def explore(self, site: str, segments: int | None = None, existing: Sequence[str] = ()) -> list[Proposal]:
+        """Explore `site` for `segments` segments; verify and dedup the proposals."""
+        params = {"content_seed": self.config.content_seed}
+        proposals = []
+        for i in range(segments or self.config.segments):
+            seed = Task(task_id=f"explore-{site}-{i}", template_id=f"explore/{site}", site=site, params=params,
+                        seed=self.config.content_seed, judge={"type": "url_match"})
+            proposals.append(await self.propose(seed))
+        feasibility.dedup(proposals, existing, self.config.dedup_threshold)
+        replayer = self.replayer()
+        for p in proposals:
+            await feasibility.verify(replayer, p, self.config.exhaustive_minimality)
+        await replayer._pages.close()
+        return proposals
+
+    def replayer(self) -> Replayer:
+        """The replay gate's Replayer, on this source's browser and sites."""
+        replayer = Replayer(self.browser_config, self.site_options, self.run_id, SourceConfig(
+            episode_timeout_s=self.episode_timeout_s))
+        replayer._playwright, replayer._browser, replayer._sites = self._playwright, self._browser, self._sites
+        return replayer
