@@ -43,6 +43,10 @@ REVIEWS_SCHEMA = pa.schema(
         ("tags", pa.list_(pa.string())),
         ("comment", pa.string()),
         ("reviewed_at", pa.float64()),
+        # the reviewer accepted a trajectory the judge failed, on purpose: the
+        # judge was wrong (a false negative for the judge-accuracy measures)
+        ("override_judge", pa.bool_()),
+        ("override_reason", pa.string()),
     ]
 )
 HARVEST_BATCH = 200

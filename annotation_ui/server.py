@@ -165,6 +165,16 @@ def _item_id(data: dict[str, Any]) -> int:
     return item_id
 
 
+def _override(form: Any, verdict: str, *, judge_failed: bool) -> str | None:
+    """The reason a reviewer gives for overriding the judge; None when the
+    review is no override, "" when it must be one but lacks the tick or the reason."""
+    if verdict != "accept" or not judge_failed:
+        return None
+    reason = form.get("override_reason")
+    reason = reason.strip()[:2000] if isinstance(reason, str) else ""
+    return reason if form.get("override") == "1" and reason else ""
+
+
 def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -482,10 +492,11 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
             raise HttpError(400, str(e)) from None
         lease, ep = await held(ctx, data)
         attempt = await run(store.attempt, ctx.user, lease.task.task_id)
+        final = ep.obs  # the page after the last action, for reviewers (an answer does not change it)
         trajectory = await recorder.submit(ep, answer, thought, attempt)
         blob = await run(encode_trajectory, trajectory)
         try:
-            await run(store.submit, ctx.user, lease.item_id, trajectory, blob)
+            await run(store.submit, ctx.user, lease.item_id, trajectory, blob, final)
         except LeaseLost as e:
             raise HttpError(409, f"{e}; the trajectory was not stored") from None
         log.info("submit", extra={"user": ctx.user.name, "item": lease.item_id, "trajectory": trajectory.trajectory_id,
@@ -596,6 +607,23 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
             out["label"] = f"select: {a.get('text') or ''}"
         return out
 
+    async def _final_state(t: dict[str, Any]) -> dict[str, Any]:
+        """The page after the last action: recorded by the labeler page for
+        human trajectories; for the others, the last step's page when that
+        step was the answer (which changes nothing on the page); else only
+        the final URL is known."""
+        tid = t["trajectory_id"]
+        found = await run(store.final_state, tid)
+        if found is not None:
+            return {"src": f"/review/{tid}/final.png" if found["screenshot"] else None, "url": found["url"],
+                    "note": "the page after the last action"}
+        steps = t["steps"]
+        if steps and steps[-1]["action"]["name"] in ("answer", "done") and steps[-1]["observation"].get("screenshot"):
+            return {"src": f"/review/{tid}/step/{len(steps) - 1}.png", "url": steps[-1]["observation"]["url"],
+                    "note": "the page when the answer was given (after the last page action)"}
+        return {"src": None, "url": t.get("final_url") or "",
+                "note": "this source records the page before each action only; the final URL is all that is known"}
+
     @guard(ROLE_REVIEW, api=False)
     async def review_detail(request: Request, ctx: Ctx) -> Response:
         tid = request.path_params["tid"]
@@ -623,8 +651,12 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
         ordered = _ordered(rows, reviewed)
         nxt = next((r["trajectory_id"] for r in ordered
                     if r["trajectory_id"] not in reviewed and r["trajectory_id"] != tid), None)
+        mine = next((r for r in reviews if r["reviewer"] == ctx.user.name), None)
+        current = reviews and max(reviews, key=lambda r: (r["reviewed_at"], r["reviewer"]))
         return page(request, "review_detail.html", ctx, t=t, steps=steps, reviews=reviews, tags=REVIEW_TAGS,
-                    saved=request.query_params.get("saved") == "1", next_id=nxt)
+                    saved=request.query_params.get("saved") == "1", next_id=nxt, final=await _final_state(t),
+                    mine=mine, current=current or None, judge_failed=not (t.get("verdict") or {}).get("passed"),
+                    error=request.query_params.get("error") == "override")
 
     @guard(ROLE_REVIEW, api=True)
     async def review_shot(request: Request, ctx: Ctx) -> Response:
@@ -639,15 +671,28 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
             return Response(status_code=404)
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
+    @guard(ROLE_REVIEW, api=True)
+    async def review_final_shot(request: Request, ctx: Ctx) -> Response:
+        tid = request.path_params["tid"]
+        found = await run(store.final_state, tid) if TRAJECTORY_ID.match(tid) else None
+        if found is None or not found["screenshot"]:
+            return Response(status_code=404)
+        return Response(found["screenshot"], media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
     @guard(ROLE_REVIEW, api=False)
     async def review_post(request: Request, ctx: Ctx) -> Response:
         tid = request.path_params["tid"]
-        if not TRAJECTORY_ID.match(tid) or await run(trajectories.get, tid) is None:
+        t = await run(trajectories.get, tid) if TRAJECTORY_ID.match(tid) else None
+        if t is None:
             raise HttpError(404, "no such trajectory")
         form = await request.form()
         verdict = form.get("verdict")
         if verdict not in ("accept", "reject"):
             raise HttpError(400, "choose accept or reject")
+        override = _override(form, verdict, judge_failed=not (t.get("verdict") or {}).get("passed"))
+        if override == "":
+            # accepting what the judge failed is an override, said so and why; the form keeps the page
+            return RedirectResponse(f"/review/{tid}?error=override", status_code=303)
         tags = [t for t in form.getlist("tags") if isinstance(t, str) and t in REVIEW_TAGS]
         extra = form.get("extra_tags")
         if isinstance(extra, str):
@@ -657,8 +702,11 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
                     tags.append(tag)
         comment = form.get("comment")
         comment = comment.strip()[:4000] if isinstance(comment, str) else ""
-        await run(store.add_review, tid, ctx.user.name, verdict, tags[:20], comment)
-        log.info("review", extra={"user": ctx.user.name, "trajectory": tid, "verdict": verdict})
+        if override and "judge-wrong" not in tags:
+            tags.insert(0, "judge-wrong")
+        await run(store.add_review, tid, ctx.user.name, verdict, tags[:20], comment, override)
+        log.info("review", extra={"user": ctx.user.name, "trajectory": tid, "verdict": verdict,
+                                  "override_judge": override is not None})
         nxt = form.get("next")
         if nxt == "1":
             rows, reviewed = await _review_index()
@@ -737,6 +785,7 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
         Route("/review/{tid:str}", review_detail, methods=["GET"]),
         Route("/review/{tid:str}", review_post, methods=["POST"]),
         Route("/review/{tid:str}/step/{n:int}.png", review_shot, methods=["GET"]),
+        Route("/review/{tid:str}/final.png", review_final_shot, methods=["GET"]),
         Route("/admin", admin, methods=["GET"]),
         Route("/static/{name:str}", static_file, methods=["GET"]),
     ]

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synth.schema import STAGING_SCHEMA, Task, Trajectory, trajectories_to_table
+from synth.schema import STAGING_SCHEMA, Observation, Task, Trajectory, trajectories_to_table
 
 ROLES = ("labeler", "reviewer", "admin")
 STATES = ("queued", "leased", "done", "dropped")
@@ -125,6 +125,13 @@ CREATE TABLE IF NOT EXISTS trajectories (
     harvest_file  TEXT
 );
 CREATE INDEX IF NOT EXISTS trajectories_harvest ON trajectories (harvested_at, created_at);
+CREATE TABLE IF NOT EXISTS final_states (
+    trajectory_id TEXT PRIMARY KEY,
+    url           TEXT NOT NULL,
+    screenshot    BLOB,
+    width         REAL NOT NULL,
+    height        REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS reviews (
     trajectory_id TEXT NOT NULL,
     reviewer      TEXT NOT NULL,
@@ -132,9 +139,16 @@ CREATE TABLE IF NOT EXISTS reviews (
     tags          TEXT NOT NULL,
     comment       TEXT NOT NULL,
     reviewed_at   REAL NOT NULL,
+    override_judge  INTEGER NOT NULL DEFAULT 0,
+    override_reason TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (trajectory_id, reviewer)
 );
 """
+MIGRATIONS = {
+    # (table, column): the column's definition, for files made before it existed
+    ("reviews", "override_judge"): "INTEGER NOT NULL DEFAULT 0",
+    ("reviews", "override_reason"): "TEXT NOT NULL DEFAULT ''",
+}
 
 
 class LeaseLost(Exception):
@@ -198,6 +212,15 @@ class Store:
         self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn().executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns a queue file made by an older version lacks."""
+        c = self._conn()
+        for (table, column), definition in MIGRATIONS.items():
+            have = {r["name"] for r in c.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     # ---------------------------------------------------------------- plumbing
 
@@ -522,8 +545,13 @@ class Store:
         with self._tx() as c:
             self._held(c, user, item_id)
 
-    def submit(self, user: User, item_id: int, trajectory: Trajectory, data: bytes | None = None) -> None:
-        """Store the trajectory and close the item, if the lease is still held."""
+    def submit(
+        self, user: User, item_id: int, trajectory: Trajectory, data: bytes | None = None,
+        final: Observation | None = None,
+    ) -> None:
+        """Store the trajectory and close the item, if the lease is still held.
+        `final`: the page after the last action (a trajectory's steps hold
+        only the page before each action), for reviewers."""
         data = data if data is not None else encode_trajectory(trajectory)
         with self._tx() as c:
             row = self._held(c, user, item_id)
@@ -539,6 +567,12 @@ class Store:
                     trajectory.duration_s, data,
                 ),
             )
+            if final is not None:
+                c.execute(
+                    "INSERT OR REPLACE INTO final_states (trajectory_id, url, screenshot, width, height) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (trajectory.trajectory_id, final.url, final.screenshot, final.area.width, final.area.height),
+                )
             c.execute("UPDATE leases SET ended_at = ?, outcome = 'submitted' WHERE id = ?", (now, row["lease_id"]))
             c.execute(
                 "UPDATE items SET state = 'done', done_user = ?, finished_at = ?, lease_user = NULL, "
@@ -578,6 +612,11 @@ class Store:
         rows = self._q("SELECT data FROM trajectories WHERE trajectory_id = ?", (trajectory_id,))
         return decode_trajectory(rows[0]["data"]) if rows else None
 
+    def final_state(self, trajectory_id: str) -> dict[str, Any] | None:
+        """The page after a human trajectory's last action: url, screenshot, area size."""
+        rows = self._q("SELECT * FROM final_states WHERE trajectory_id = ?", (trajectory_id,))
+        return dict(rows[0]) if rows else None
+
     def trajectory_summaries(self) -> list[dict[str, Any]]:
         return [
             dict(r)
@@ -608,15 +647,23 @@ class Store:
 
     # ---------------------------------------------------------------- reviews
 
-    def add_review(self, trajectory_id: str, reviewer: str, verdict: str, tags: list[str], comment: str) -> None:
-        """A reviewer's verdict; a second verdict by the same reviewer replaces the first."""
+    def add_review(
+        self, trajectory_id: str, reviewer: str, verdict: str, tags: list[str], comment: str,
+        override_reason: str | None = None,
+    ) -> None:
+        """A reviewer's verdict; a second verdict by the same reviewer replaces
+        the first. `override_reason`: the reviewer accepts a trajectory the
+        judge failed, on purpose, and says why (an override of the judge)."""
         if verdict not in ("accept", "reject"):
             raise ValueError("verdict must be accept or reject")
+        if override_reason is not None and (verdict != "accept" or not override_reason.strip()):
+            raise ValueError("overriding the judge is accepting, with a reason")
         with self._tx() as c:
             c.execute(
-                "INSERT OR REPLACE INTO reviews (trajectory_id, reviewer, verdict, tags, comment, reviewed_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (trajectory_id, reviewer, verdict, json.dumps(tags), comment, self.clock()),
+                "INSERT OR REPLACE INTO reviews (trajectory_id, reviewer, verdict, tags, comment, reviewed_at, "
+                "override_judge, override_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (trajectory_id, reviewer, verdict, json.dumps(tags), comment, self.clock(),
+                 int(override_reason is not None), (override_reason or "").strip()),
             )
 
     def reviews(self, trajectory_id: str | None = None) -> list[dict[str, Any]]:
@@ -625,7 +672,7 @@ class Store:
         if trajectory_id is not None:
             sql, args = sql + " WHERE trajectory_id = ?", (trajectory_id,)
         rows = self._q(sql + " ORDER BY reviewed_at, reviewer", args)
-        return [{**dict(r), "tags": json.loads(r["tags"])} for r in rows]
+        return [{**dict(r), "tags": json.loads(r["tags"]), "override_judge": bool(r["override_judge"])} for r in rows]
 
     def latest_reviews(self) -> list[dict[str, Any]]:
         """One verdict per trajectory: the most recent (reviewer name breaks ties)."""

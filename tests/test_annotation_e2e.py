@@ -343,3 +343,74 @@ async def test_an_ended_session_says_why_on_the_login_page(browser, label_server
         await page.wait_for_url("**/label")
     finally:
         await context.close()
+
+
+def submit_by_http(url: str, token: str, click_button: bool) -> str:
+    """A labeler does the next task over HTTP (as the page would): clicks
+    the button (the judge passes) or a blank spot (it fails); the trajectory id."""
+    s = login(url, token)
+    lease = s.post(url + "/api/next", json={}).json()["lease"]
+    x, y = center(lease, role="button") if click_button else (0.5, 0.97)
+    assert s.post(url + "/api/act", json={"item_id": lease["item_id"], "name": "click", "x": x, "y": y}).ok
+    r = s.post(url + "/api/submit", json={"item_id": lease["item_id"]}).json()
+    assert r["passed"] is click_button, r
+    return r["trajectory_id"]
+
+
+async def test_reviewers_see_the_final_state_their_verdict_and_override_the_judge_explicitly(browser, label_server):
+    server, tokens, db = label_server
+    url = server.url
+    passed, failed = submit_by_http(url, tokens["e5"], True), submit_by_http(url, tokens["e6"], False)
+    context, page = await log_in(browser, url, tokens["rv"])
+    try:
+        await page.wait_for_url("**/review")
+        await page.goto(f"{url}/review/{passed}")
+        # the page after the last action, which no step's screenshot shows
+        await page.wait_for_function("() => document.getElementById('final-shot').naturalWidth > 0")
+        assert "after the last action" in await page.text_content("#step-final")
+        assert await page.locator("a.thumb.final").count() == 1
+        shots = await page.evaluate(
+            """(tid) => Promise.all([`/review/${tid}/step/0.png`, `/review/${tid}/final.png`].map(
+                 (u) => fetch(u).then((r) => r.arrayBuffer()).then((b) => new Uint8Array(b).join(","))))""",
+            passed,
+        )
+        assert shots[0] != shots[1]
+        assert "Not reviewed yet" in await page.text_content("#current-verdict")
+
+        await page.keyboard.press("r")  # reject by key ...
+        assert await page.is_checked('input[name="verdict"][value="reject"]')
+        await page.fill("#comment", "Clicked without reading.")
+        await page.keyboard.press("Control+Enter")  # ... save and next by key
+        await page.wait_for_url(lambda u: passed not in u)
+        await page.goto(f"{url}/review/{passed}")
+        assert "reject" in await page.text_content("#current-verdict")  # the current verdict, in the form
+        assert "rv" in await page.text_content("#current-verdict")
+        assert await page.is_checked('input[name="verdict"][value="reject"]')
+        assert await page.input_value("#comment") == "Clicked without reading."
+
+        # accepting what the judge failed is an override, with a reason
+        await page.goto(f"{url}/review/{failed}")
+        assert await page.is_hidden("#override")
+        await page.keyboard.press("a")
+        assert await page.is_visible("#override")
+        await page.keyboard.press("Control+Enter")  # no tick, no reason: the form does not go
+        await page.wait_for_timeout(500)
+        assert failed in page.url and not Store(db).reviews(failed)
+        await page.check("#override-box")
+        await page.fill("#override_reason", "MiniWoB's checker missed the click.")
+        await page.keyboard.press("Control+Enter")
+        await page.wait_for_url(lambda u: failed not in u)
+        review = Store(db).reviews(failed)[0]
+        assert review["verdict"] == "accept" and review["override_judge"] is True
+        assert review["override_reason"] == "MiniWoB's checker missed the click." and "judge-wrong" in review["tags"]
+        await page.goto(f"{url}/review/{failed}")
+        assert "judge overridden" in await page.text_content("#current-verdict")
+
+        # the server refuses a silent accept of a failed trajectory, whatever the client
+        s = login(url, tokens["rv"])
+        r = s.post(f"{url}/review/{failed}", data={"verdict": "accept", "next": "0",
+                                                   "csrf": s.headers["X-CSRF-Token"]}, allow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].endswith("?error=override")
+        assert Store(db).reviews(failed)[0]["override_judge"] is True  # unchanged
+    finally:
+        await context.close()

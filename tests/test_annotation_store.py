@@ -269,7 +269,8 @@ def test_reviews_parquet_holds_the_latest_verdict_per_trajectory(tmp_path):
     store.add_review("b" * 16, "rev1", "accept", [], "")
     assert harvest.sync(config, [], out, "r")["reviews"] == 2
     table = pq.read_table(out / "reviews.parquet")
-    assert table.schema.names == ["trajectory_id", "reviewer", "verdict", "tags", "comment", "reviewed_at"]
+    assert table.schema.names == ["trajectory_id", "reviewer", "verdict", "tags", "comment", "reviewed_at",
+                                  "override_judge", "override_reason"]
     tags = table.schema.field("tags").type
     assert pa.types.is_list(tags) and tags.value_type == pa.string()
     rows = {r["trajectory_id"]: r for r in table.to_pylist()}
