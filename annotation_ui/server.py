@@ -48,6 +48,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from annotation_ui import agreement
 from annotation_ui.recording import ActionError, Recorder, action_from_request, clean_thought
 from annotation_ui.staged import TRAJECTORY_ID, Trajectories
 from annotation_ui.store import SESSION_TTL_S, LeaseLost, Store, User, encode_trajectory
@@ -652,11 +653,12 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
         nxt = next((r["trajectory_id"] for r in ordered
                     if r["trajectory_id"] not in reviewed and r["trajectory_id"] != tid), None)
         mine = next((r for r in reviews if r["reviewer"] == ctx.user.name), None)
+        others = [p for p in await run(agreement.pairs, store, t["task_id"]) if tid in (p.a, p.b)]
         current = reviews and max(reviews, key=lambda r: (r["reviewed_at"], r["reviewer"]))
         return page(request, "review_detail.html", ctx, t=t, steps=steps, reviews=reviews, tags=REVIEW_TAGS,
                     saved=request.query_params.get("saved") == "1", next_id=nxt, final=await _final_state(t),
                     mine=mine, current=current or None, judge_failed=not (t.get("verdict") or {}).get("passed"),
-                    error=request.query_params.get("error") == "override")
+                    error=request.query_params.get("error") == "override", others=others)
 
     @guard(ROLE_REVIEW, api=True)
     async def review_shot(request: Request, ctx: Ctx) -> Response:
@@ -670,6 +672,14 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
         if not png:
             return Response(status_code=404)
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    @guard(ROLE_REVIEW, api=False)
+    async def review_agreement(request: Request, ctx: Ctx) -> Response:
+        """Agreement per template between labelers of the same task, and the pairs that disagree."""
+        compared = await run(agreement.pairs, store)
+        return page(request, "review_agreement.html", ctx, rows=agreement.table(compared),
+                    pairs=sorted((p for p in compared if not p.agrees),
+                                 key=lambda p: (p.same_outcome, p.step_agreement, p.template_id, p.task_id)))
 
     @guard(ROLE_REVIEW, api=True)
     async def review_final_shot(request: Request, ctx: Ctx) -> Response:
@@ -782,6 +792,7 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
         Route("/api/skip", api_skip, methods=["POST"]),
         Route("/api/screenshot", api_screenshot, methods=["GET"]),
         Route("/review", review_list, methods=["GET"]),
+        Route("/review/agreement", review_agreement, methods=["GET"]),
         Route("/review/{tid:str}", review_detail, methods=["GET"]),
         Route("/review/{tid:str}", review_post, methods=["POST"]),
         Route("/review/{tid:str}/step/{n:int}.png", review_shot, methods=["GET"]),

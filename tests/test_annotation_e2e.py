@@ -22,6 +22,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
+from annotation_ui import agreement
 from annotation_ui.store import Store
 from annotation_ui.testing import ROOT, ServerProcess, login
 from synth.sites.miniwob import make_task
@@ -412,5 +413,40 @@ async def test_reviewers_see_the_final_state_their_verdict_and_override_the_judg
                                                    "csrf": s.headers["X-CSRF-Token"]}, allow_redirects=False)
         assert r.status_code == 303 and r.headers["location"].endswith("?error=override")
         assert Store(db).reviews(failed)[0]["override_judge"] is True  # unchanged
+    finally:
+        await context.close()
+
+
+async def test_agreement_between_labelers_is_shown_to_reviewers(browser, label_server):
+    """Two tasks for two labelers each: one pair agrees (both click the
+    button), one does not (one clicks beside it). The review view shows the
+    per-template agreement and links the disagreeing pair."""
+    server, tokens, db = label_server
+    url = server.url
+    store = Store(db)
+    store.enqueue_many([(make_task("click-test", 900 + i), 2, "overlap", 5) for i in range(2)])
+    store.close()
+    first = [submit_by_http(url, tokens["e7"], True), submit_by_http(url, tokens["e8"], False)]
+    second = [submit_by_http(url, tokens["e7"], True), submit_by_http(url, tokens["e8"], True)]
+    assert agreement.agreement_table(db) == [{
+        "template_id": "miniwob/click-test", "tasks": 2, "pairs": 2, "outcome_agreement": 0.5,
+        "sequence_agreement": 0.5, "step_agreement": 0.5, "disagreements": 1,
+    }]
+    context, page = await log_in(browser, url, tokens["rv"])
+    try:
+        await page.wait_for_url("**/review")
+        await page.click("#agreement-link")
+        await page.wait_for_url("**/review/agreement")
+        row = page.locator('#agreement tr[data-template="miniwob/click-test"]')
+        assert await row.locator('td[data-k="outcome"]').text_content() == "50%"
+        assert await row.locator('td[data-k="sequence"]').text_content() == "50%"
+        assert await row.locator('td[data-k="steps"]').text_content() == "0.50"
+        assert await page.locator("#disagreements tbody tr").count() == 1
+        links = await page.eval_on_selector_all("#disagreements a", "els => els.map(e => e.getAttribute('href'))")
+        assert sorted(links) == sorted(f"/review/{t}" for t in first) and second[0] not in str(links)
+        await page.click(f'#disagreements a[href="/review/{first[0]}"]')
+        await page.wait_for_url(f"**/review/{first[0]}")
+        others = await page.text_content("#others")
+        assert "e8" in others and "outcome differs" in others and "sequence differs" in others
     finally:
         await context.close()

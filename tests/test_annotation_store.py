@@ -278,3 +278,44 @@ def test_reviews_parquet_holds_the_latest_verdict_per_trajectory(tmp_path):
     assert rows["a" * 16]["tags"] == ["wrong-element", "<b>x</b>"]
     assert rows["b" * 16]["verdict"] == "accept"
     assert not list(out.glob(".*.tmp"))
+
+
+def test_agreement_compares_outcomes_and_sequences_up_to_the_steps_minimality_would_drop(tmp_path):
+    from annotation_ui import agreement
+    from synth.schema import Element
+
+    task = tasks(1)[0]
+    store = Store(tmp_path / "q.db")
+    store.enqueue(task, slots=3)
+    area = Box(x=0, y=0, width=160, height=210)
+    ok = Element(id=1, tag="button", role="button", name="OK", box=Box(x=10, y=10, width=40, height=20))
+    before = Observation(url="http://x/", area=area, elements=[ok])
+    after = Observation(url="http://x/done", area=area, elements=[])
+
+    def made(labeler: str, actions: list[tuple[Action, Element | None]], passed: bool) -> None:
+        user = store.user_by_token(store.add_user(labeler, "labeler"))
+        lease = store.lease_next(user)
+        obs = [before] * len(actions)  # the page changes only with the last action
+        steps = [Step(index=i, observation=o, action=a, element=el) for i, ((a, el), o) in enumerate(zip(actions, obs))]
+        t = fake_trajectory(task, labeler, passed=passed).model_copy(update={"steps": steps})
+        store.submit(user, lease.item_id, t, final=after)
+
+    click_ok = (Action(name="click", x=0.19, y=0.1), ok)
+    made("ann", [click_ok], True)
+    # a click on nothing first (the page did not change: minimality would drop it), then the same
+    made("bob", [(Action(name="click", x=0.9, y=0.9), None), (Action(name="click", x=0.2, y=0.11), ok)], True)
+    made("cy", [(Action(name="type", text="OK"), None)], False)
+    pairs = {(p.labeler_a, p.labeler_b): p for p in agreement.pairs(store)}
+    assert set(pairs) == {("ann", "bob"), ("ann", "cy"), ("bob", "cy")}
+    assert pairs["ann", "bob"].same_sequence and pairs["ann", "bob"].same_outcome
+    assert pairs["ann", "bob"].step_agreement == 1.0
+    assert not pairs["ann", "cy"].same_outcome and not pairs["ann", "cy"].same_sequence
+    assert pairs["ann", "cy"].step_agreement == 0.0
+    assert agreement.agreement_table(store) == [{
+        "template_id": task.template_id, "tasks": 1, "pairs": 3, "outcome_agreement": round(1 / 3, 4),
+        "sequence_agreement": round(1 / 3, 4), "step_agreement": round(1 / 3, 4), "disagreements": 2,
+    }]
+    assert [(d["labeler_a"], d["labeler_b"]) for d in agreement.disagreements(store)] == [("ann", "cy"), ("bob", "cy")]
+    assert store.final_state(pairs["ann", "bob"].a)["url"] == "http://x/done"
+    assert agreement.agreement_for_run(tmp_path, db="q.db")[0]["pairs"] == 3
+    assert agreement.agreement_for_run(tmp_path / "nowhere") == []
