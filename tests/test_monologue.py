@@ -88,7 +88,10 @@ ray: {{num_cpus: 2}}
         assert all(s["monologue"]["thought"] and s["monologue"]["observation"] for s in with_thought)
         planning = pq.read_table(tmp_path / "out/data/sft-aguvis-planning").to_pylist()
         thought_turns = [t for row in planning for t in row["conversations"] if t["recipient"] == "all"]
-        assert len(thought_turns) == n_steps - 1
+        # every step plans in words (the programmatic low-level instruction when
+        # the monologue is off or was dropped); the LLM's thought only where it was kept
+        assert len(thought_turns) == n_steps
+        assert sum("Thought: " in t["value"] for t in thought_turns) == n_steps - 1
         # again: every step is known, the server is not asked
         r = run()
         assert r.returncode == 0, r.stderr[-3000:]
