@@ -194,24 +194,28 @@ def trajectory_details(
     con: duckdb.DuckDBPyConnection, thumbs: Thumbnails | None, batch: int = 256
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Each trajectory with its verdicts and its steps (screenshots as small
-    data URIs unless `thumbs` is None), streamed so the run's screenshots are
-    never all in memory at once."""
+    data URIs unless `thumbs` is None).
+
+    The steps are read in the order they are stored, not sorted (a sort would
+    hold every screenshot of the run in memory at once), and a trajectory is
+    given out as soon as all its steps are in: the export writes a
+    trajectory's steps together, so only one is pending at a time."""
     verdicts = _verdicts(con)
+    expected = dict(con.sql("SELECT trajectory_id, count(*) FROM steps GROUP BY ALL").fetchall())
     cols = "trajectory_id, step_index, url, area, action, action_text, element, monologue, error"
     if thumbs is not None:
         cols += ", screenshot"
-    cur = con.execute(f"SELECT {cols} FROM steps ORDER BY trajectory_id, step_index")
+    cur = con.execute(f"SELECT {cols} FROM steps")
     names = [d[0] for d in cur.description]
-    current, steps = None, []
+    pending: dict[str, list[dict[str, Any]]] = defaultdict(list)
     while chunk := cur.fetchmany(batch):
         for values in chunk:
             s = dict(zip(names, values))
-            if s["trajectory_id"] != current:
-                if current in verdicts:
-                    yield current, {**verdicts.pop(current), "steps": steps}
-                current, steps = s["trajectory_id"], []
-            steps.append(_step(s, thumbs))
-    if current in verdicts:
-        yield current, {**verdicts.pop(current), "steps": steps}
+            tid = s["trajectory_id"]
+            pending[tid].append(_step(s, thumbs))
+            if len(pending[tid]) == expected[tid]:
+                steps = sorted(pending.pop(tid), key=lambda step: step["i"])
+                if tid in verdicts:
+                    yield tid, {**verdicts.pop(tid), "steps": steps}
     for tid, v in verdicts.items():  # trajectories with no step rows
         yield tid, {**v, "steps": []}
