@@ -114,8 +114,8 @@ def table(rows: Sequence[Row], known: dict[str, set[str]] | None = None) -> tupl
 
 STATS_SQL = """
     SELECT source, site, instruction, num_steps,
-           list_transform(steps, s -> s.url) AS urls,
-           list_transform(list_filter(steps, s -> s.action.name IN ('type', 'select')), s -> s.url) AS form_urls,
+           list_transform(steps, lambda s: s.url) AS urls,
+           list_transform(list_filter(steps, lambda s: s.action.name IN ('type', 'select')), lambda s: s.url) AS form_urls,
            final_url
     FROM trajectories WHERE status = 'accepted'"""
 
