@@ -156,7 +156,8 @@ ray: {{num_cpus: 2}}
         await page.goto(server.url + "/review?source=human")
         await page.click(f'a[href="/review/{t["trajectory_id"]}"]')
         await page.wait_for_selector("svg.overlay circle.point")  # the click drawn on its screenshot
-        assert await page.locator("li.step").count() == 3
+        assert await page.locator("li.step:not(.final)").count() == 3
+        assert "after the last action" in await page.text_content("#step-final")  # the page the labeler left
         await page.check('input[name="verdict"][value="reject"]')
         await page.check('input[name="tags"][value="unnecessary-steps"]')
         await page.fill("#comment", "Typed before checking the field was empty.")
