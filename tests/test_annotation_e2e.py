@@ -270,6 +270,7 @@ async def test_a_lease_is_kept_while_active_warned_when_idle_and_reclaimable_whe
         await page.wait_for_selector("#lost-banner:not([hidden])", timeout=20000)  # idle again: lost
         text = await page.text_content("#lost-banner")
         assert "went back to the queue" in text and "1 step" in text, text
+        assert await page.is_hidden("#lease-warning")  # no countdown for a lease that is gone
         assert await page.is_visible("#reclaim")
         await page.click("#reclaim")
         await page.wait_for_selector("#workspace:not([hidden])")

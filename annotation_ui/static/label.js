@@ -81,6 +81,7 @@
     $("done-banner").hidden = !done;
     app.classList.toggle("is-done", done);
     if (!lease) {
+      $("lease-warning").hidden = true;
       $("template").textContent = "no task";
       $("instruction").textContent = "Press N or “Next task” to start.";
       $("lease-timer").textContent = "";
