@@ -319,3 +319,35 @@ def test_agreement_compares_outcomes_and_sequences_up_to_the_steps_minimality_wo
     assert store.final_state(pairs["ann", "bob"].a)["url"] == "http://x/done"
     assert agreement.agreement_for_run(tmp_path, db="q.db")[0]["pairs"] == 3
     assert agreement.agreement_for_run(tmp_path / "nowhere") == []
+
+
+def test_reviews_become_judge_accuracy_labels_overrides_as_false_negatives(tmp_path):
+    from annotation_ui.judge_labels import review_labels
+    from synth.judge_eval import JudgeReport
+
+    store = Store(tmp_path / "q.db")
+    ts = tasks(5)
+    store.enqueue_many([(t, 1, "manual", 0) for t in ts])
+    user = store.user_by_token(store.add_user("ann", "labeler"))
+    passed = [True, True, True, False, False]
+    ids = []
+    for ok in passed:
+        lease = store.lease_next(user)
+        t = fake_trajectory(lease.task, "ann", passed=ok).model_copy(update={"task_config": lease.task.model_dump_json()})
+        store.submit(user, lease.item_id, t)
+        ids.append(t.trajectory_id)
+    store.add_review(ids[0], "rev", "accept", [], "")  # judge right: a true positive
+    store.add_review(ids[1], "rev", "reject", ["incomplete"], "never reached the cart")  # judge wrong: false positive
+    store.add_review(ids[2], "rev", "reject", ["unnecessary-steps"], "")  # not about the outcome: no label
+    store.add_review(ids[3], "rev", "accept", ["judge-wrong"], "", override_reason="the checker missed it")  # FN
+    store.add_review(ids[4], "rev", "accept", [], "")  # an accept of a failure without an override: no label
+    with pytest.raises(ValueError):
+        store.add_review(ids[0], "rev", "reject", [], "", override_reason="x")  # an override accepts
+    store.close()
+    items = review_labels(tmp_path / "q.db")
+    assert {i.trajectory_id: (i.judge_passed, i.correct) for i in items} == {
+        ids[0]: (True, True), ids[1]: (True, False), ids[3]: (False, True)}
+    assert all(i.judge == "miniwob_reward" and i.kind == "review" for i in items), {i.judge for i in items}
+    assert "the checker missed it" in next(i.oracle for i in items if i.trajectory_id == ids[3])
+    acc = JudgeReport(items=items).by_template()[ts[0].template_id]
+    assert (acc.tp, acc.fp, acc.fn, acc.tn) == (1, 1, 1, 0)
