@@ -56,10 +56,11 @@ def test_a_view_gives_a_url_judge_and_a_datasette_view_a_state_judge():
     e = derive({"a": 1}, {"a": 1}, "http://d/", "http://d/search?q=lamp", [], "")
     assert (e.kind, e.instruction, e.judge.type) == ("view", "Search for lamp", "url_match")
     assert e.judge.params == {"path": "/search", "query": {"q": "lamp"}}
-    view = derive({"path": "/city", "query": ""}, {"path": "/city/restaurants", "query": "cuisine__exact=Thai"},
+    view = derive({"page": {"path": "/city", "query": ""}},
+                  {"page": {"path": "/city/restaurants", "query": "cuisine__exact=Thai"}},
                   "http://d/city", "http://d/city/restaurants?cuisine=Thai", [], "Restaurants")
     assert view.instruction == 'Open the "Restaurants" page where cuisine is Thai'
-    assert view.judge.type == "all_of"
+    assert view.judge.type == "all_of" and view.judge.params["judges"][0]["path"] == "$.page.path"
     assert derive({"a": 1}, {"a": 1}, "http://d/x", "http://d/x", [], "").kind == "none"
 
 
@@ -144,5 +145,74 @@ async def test_exploring_the_shop_proposes_tasks_whose_judges_pass_on_a_cold_rep
         broken = type(p)(p.site, p.segment.model_copy(update={"steps": []}), p.task, p.evidence, status="proposed")
         await feasibility.verify(source.replayer(), broken)
         assert broken.status == "rejected" and broken.reason.startswith("replay: judge:"), broken.reason
+    finally:
+        await source.teardown()
+
+
+def test_facts_a_page_shows_become_questions():
+    from synth.schema import Box, Element
+
+    def el(i, role, name, parent):
+        return Element(id=i, parent=parent, tag="td", role=role, name=name, box=Box(x=0, y=0, width=1, height=1))
+
+    elements = [el(1, "rowheader", "Priority:", 10), el(2, "cell", "major", 10),
+                el(3, "rowheader", "Milestone:", 11), el(4, "cell", "0.9", 11),
+                el(5, "columnheader", "name", 20), el(6, "columnheader", "cuisine", 20),
+                el(7, "cell", "Abebe's Bakery", 21), el(8, "cell", "Bakery", 21),
+                el(9, "cell", "Abebe's Bakery", 22), el(12, "cell", "Cafe", 22),
+                el(13, "cell", "Pho Ha", 23), el(14, "cell", "Vietnamese", 23)]
+    found = ev.facts(elements)
+    assert found == [ev.Fact("Priority", "major"), ev.Fact("Milestone", "0.9"), ev.Fact("cuisine", "Vietnamese", "Pho Ha")]
+    assert ev.write_question(found[0], "#3 (Crash)") == 'What is the priority of "#3 (Crash)"?'
+    assert ev.write_question(found[2], "restaurants") == 'What is the cuisine of "Pho Ha" on the "restaurants" page?'
+    assert ev.answer_judge("major", "http://t/ticket/3?x=1").params["judges"][1] == {"type": "url_match", "path": "/ticket/3"}
+
+
+@pytest.mark.timeout(900)
+async def test_exploring_trac_a_new_ticket_form_gives_a_state_task_that_replays():
+    """Trac, a real third-party app: a segment that starts at its new-ticket
+    form and fills it proposes a state task on the ticket table (or, when
+    Trac refused the form, nothing) whose judge passes on a cold replay."""
+    pytest.importorskip("trac")
+    from synth.explore import feasibility
+    from synth.explore.propose import explore_segment, seed_task
+
+    source = await _explore(seed=3, budget=8)
+    try:
+        replayer = source.replayer()
+        state = []
+        for attempt in range(4):
+            seed = seed_task("trac", "/newticket", attempt, {"content_seed": 0})
+            walker = source.walker("trac")
+            walker.form_mode = True
+            p = await explore_segment(await source.env(seed), seed, walker)
+            assert p.segment.steps and any(s.action.name == "type" for s in p.segment.steps)
+            if p.evidence.kind == "state":
+                await feasibility.verify(replayer, p)
+                state.append(p)
+                break
+        assert state, "no state change in 4 form segments"
+        p = state[0]
+        assert p.status == "accepted", p.reason
+        assert p.task.judge.type == "state_match" and p.task.judge.params["path"] == "$.tickets[*]"
+        assert p.task.instruction.startswith("Add a ticket with ")
+        assert p.trajectory.replay_passed and p.trajectory.site == "trac"
+    finally:
+        await source.teardown()
+
+
+@pytest.mark.timeout(900)
+async def test_exploring_datasette_proposes_views_with_state_judges():
+    """Datasette, read-only: what a segment reaches is a view (its state is
+    the page's path and canonical query), judged by state_match on both."""
+    pytest.importorskip("datasette")
+    source = await _explore(seed=0, budget=5)
+    try:
+        proposals = await source.explore("datasette", 4)
+        accepted = _check_accepted(proposals)
+        assert accepted, [(p.status, p.reason) for p in proposals]
+        for p in accepted:
+            assert p.task.judge.type == "all_of"
+            assert {j["type"] for j in p.task.judge.params["judges"]} <= {"state_match", "string_match", "url_match"}
     finally:
         await source.teardown()

@@ -175,8 +175,61 @@ def url_judge(url: str) -> JudgeSpec:
     return JudgeSpec(type="url_match", **spec)
 
 
-def answer_judge(value: str) -> JudgeSpec:
-    return JudgeSpec(type="string_match", expected=value, mode="normalised")
+def answer_judge(value: str, url: str) -> JudgeSpec:
+    """The value read, on the page it was read from (an answer given from
+    anywhere else is not grounded in the page: judge_eval's answer_ungrounded)."""
+    return JudgeSpec(type="all_of", judges=[
+        {"type": "string_match", "expected": value, "mode": "normalised"},
+        {"type": "url_match", "path": unquote(urlsplit(url).path) or "/"},
+    ])
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A value the page shows under a label: a row header and its cell
+    (Trac's ticket fields), or a table cell under its column header in the
+    row its first cell names."""
+
+    label: str
+    value: str
+    row: str = ""
+
+
+def facts(elements: list[Any]) -> list[Fact]:
+    """The label/value pairs of a page's snapshot (`Observation.elements`)."""
+    out: list[Fact] = []
+    by_parent: dict[Any, list[Any]] = {}
+    for e in elements:
+        by_parent.setdefault(e.parent, []).append(e)
+    headers = [e.name.strip() for e in elements if e.role == "columnheader"]
+    row_keys: list[str] = []
+    for siblings in by_parent.values():
+        cells = [e for e in siblings if e.role in ("cell", "gridcell", "rowheader")]
+        for a, b in zip(cells, cells[1:]):
+            if a.role == "rowheader" and b.role == "cell" and _fact_value(b.name):
+                out.append(Fact(a.name.strip().rstrip(":").strip(), b.name.strip()))
+        data = [e for e in siblings if e.role in ("cell", "gridcell")]
+        if headers and len(data) == len(headers) and _fact_value(data[0].name):
+            row_keys.append(data[0].name.strip())
+            for header, cell in list(zip(headers, data))[1:]:
+                if header and _fact_value(cell.name):
+                    out.append(Fact(header, cell.name.strip(), data[0].name.strip()))
+    labels = [f.label for f in out if not f.row]
+    # a row named twice, or a label shown twice, does not say which value is meant
+    return [f for f in out if (row_keys.count(f.row) == 1 if f.row else labels.count(f.label) == 1)]
+
+
+def _fact_value(text: str) -> bool:
+    text = text.strip()
+    return 0 < len(text) <= 40 and "\n" not in text
+
+
+def write_question(fact: Fact, title: str) -> str:
+    """'What is the priority of "#3 (Unhandled KeyError ...)"?'"""
+    label = _field(fact.label.lower()) if fact.label.isupper() or fact.label.istitle() else _field(fact.label)
+    label = label[:1].lower() + label[1:] if label[:2] != label[:2].upper() else label
+    of = f'{_value(fact.row)} on the "{title}" page' if fact.row else f'"{title}"'
+    return f"What is the {label} of {of}?"
 
 
 # ---------------------------------------------------------------- the template-free writer

@@ -78,28 +78,39 @@ def seed_task(site: str, start_url: str | None, seed: int, params: dict[str, Any
     )
 
 
-def is_view_state(state: Any) -> bool:
-    """A site whose state is only its view (Datasette's path and query)."""
-    return isinstance(state, dict) and set(state) <= {"path", "query", "title"} and "path" in state
+def view_of(state: Any, prefix: str = "$") -> tuple[str, dict[str, Any]] | None:
+    """Where a site's state is only its view (Datasette's path and query,
+    maybe under one key such as `page`): its JSON path and the view."""
+    if not isinstance(state, dict):
+        return None
+    if set(state) <= {"path", "query", "title"} and "path" in state:
+        return prefix, state
+    if len(state) == 1:
+        (key, inner), = state.items()
+        return view_of(inner, f"{prefix}.{key}")
+    return None
 
 
 def page_title(obs: Observation | None) -> str:
-    """The page's first short heading, else its title before a ' – Site' suffix."""
+    """The page's first short h1 (else other heading), else its title before a ' – Site' suffix."""
     if obs is None:
         return ""
-    for e in obs.elements:
-        if e.role == "heading" and 2 < len(e.name) <= 60:
-            return re.sub(r"Link to this section$", "", e.name).strip()
+    headings = [e for e in obs.elements if e.role == "heading" and 2 < len(e.name) <= 60]
+    for e in sorted(headings, key=lambda e: e.tag != "h1"):
+        return re.sub(r"Link to this section$", "", e.name).strip().rstrip(":")
     return re.split(r" [–|-] ", obs.title)[0].strip()[:60]
 
 
 def derive(before: Any, after: Any, start_url: str, final_url: str, typed: list[str], title: str) -> Evidence:
     """The evidence of a segment and the judge and instruction it implies."""
     changes = ev.record_changes(before, after) if before is not None and after is not None else []
-    if changes and is_view_state(after):
-        judges = [{"type": "state_match", "path": f"$.{k}", "expected": after[k]} for k in ("path", "query") if k in after]
-        return Evidence("view", JudgeSpec(type="all_of", judges=judges), ev.write_view_state(after, title),
-                        f"view {after}")
+    view = view_of(after)
+    if changes and view is not None:
+        at, state = view
+        judges = [{"type": "state_match", "path": f"{at}.{k}", "expected": state[k]} for k in ("path", "query")
+                  if k in state]
+        return Evidence("view", JudgeSpec(type="all_of", judges=judges), ev.write_view_state(state, title),
+                        f"view {state}")
     if changes:
         change = ev.trim_fields(ev.primary_change(changes, typed), typed)
         return Evidence("state", ev.state_judge(change), ev.write_change(change),
@@ -133,9 +144,11 @@ async def read_state(env: BrowserEnv) -> Any:
 
 async def explore_segment(
     env: BrowserEnv, seed: Task, walker: Walker, writer: Writer = template_free, *, run_id: str = "",
-    timeout_s: float = 120.0,
+    timeout_s: float = 120.0, answer_share: float = 0.5,
 ) -> Proposal:
-    """One segment: reset, walk, read the evidence, propose, judge the end state."""
+    """One segment: reset, walk, read the evidence, propose, judge the end
+    state. A segment that changed nothing answers, with `answer_share`
+    chance, a question about a value its last page shows (an answer step)."""
     started_at, t0 = time.time(), time.perf_counter()
     error: str | None = None
     before = after = None
@@ -151,6 +164,8 @@ async def explore_segment(
         error = f"explore: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     evidence = derive(before, after, start_url, final_url, walker.typed, page_title(env.obs)) if error is None \
         else Evidence("none", None, "", error)
+    if evidence.kind in ("view", "none") and error is None and walker.rng.random() < answer_share:
+        evidence = await read_a_fact(env, walker, final_url) or evidence
     task: Task | None = None
     detail = "explore"
     if evidence.judge is not None:
@@ -168,6 +183,19 @@ async def explore_segment(
         return proposal.reject(f"trivial: the derived judge already passes at the start ({at_start.reason})")
     proposal.status = "proposed"
     return proposal
+
+
+async def read_a_fact(env: BrowserEnv, walker: Walker, final_url: str) -> Evidence | None:
+    """Answer with a value the page shows (a recorded answer step) and
+    propose the question it answers; None when the page shows no labelled value."""
+    found = ev.facts(env.obs.elements if env.obs is not None else [])
+    if not found:
+        return None
+    fact = walker.rng.choice(found)
+    title = page_title(env.obs)
+    await env.submit_answer(fact.value)
+    return Evidence("answer", ev.answer_judge(fact.value, final_url), ev.write_question(fact, title),
+                    f"read {fact.label}={fact.value!r}" + (f" of {fact.row!r}" if fact.row else "") + f" on {title!r}")
 
 
 def proposed_task(seed: Task, start_url: str, instruction: str, evidence: Evidence) -> Task:

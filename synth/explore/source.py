@@ -33,6 +33,10 @@ class ExploreConfig(SourceConfig):
     budget_steps: int = Field(8, gt=0, description="steps a segment may take before it stops")
     seed: int = Field(0, description="the walk's random seed")
     content_seed: int = Field(0, description="the sites' content seed")
+    form_share: float = Field(0.5, ge=0, le=1, description="chance that a segment starts where a form was seen "
+                              "and fills it first")
+    answer_share: float = Field(0.5, ge=0, le=1, description="chance that a segment which changed nothing answers "
+                                "a question about a value its last page shows")
     writer: Literal["evidence", "llm"] = Field("evidence", description="who writes instructions; llm falls back to "
                                                "evidence when no endpoint is configured")
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint of the llm writer")
@@ -107,10 +111,11 @@ class ExploreSource(BrowserSource):
     async def propose(self, task: Task) -> Proposal:
         memory = self.memories.setdefault(task.site, Memory())
         walker = self.walker(task.site)
-        start = task.start_url or memory.start_url(self.rng)
+        walker.form_mode = self.rng.random() < self.config.form_share and bool(memory.form_routes)
+        start = task.start_url or memory.start_url(self.rng, form=walker.form_mode)
         seed = seed_task(task.site, start, task.seed, task.params)
         return await explore_segment(await self.env(seed), seed, walker, self.writer, run_id=self.run_id,
-                                     timeout_s=self.episode_timeout_s)
+                                     timeout_s=self.episode_timeout_s, answer_share=self.config.answer_share)
 
     async def run(self, task: Task) -> Trajectory:
         proposal = await self.propose(task)

@@ -32,6 +32,8 @@ AVOID_HREF = re.compile(
 SKIP_TYPES = {"password", "file", "hidden", "date", "datetime-local", "time", "color", "range", "submit", "image",
               "reset", "month", "week"}
 _NUMBER = re.compile(r"\d+")
+SECONDARY = re.compile(r"preview|cancel|reset|back|clear", re.IGNORECASE)
+"""Form buttons that do not submit (chosen less often)."""
 
 
 def route_of(url: str) -> str:
@@ -60,6 +62,12 @@ class Candidate:
     options: list[str] = field(default_factory=list)
 
     @property
+    def searches(self) -> bool:
+        """A search box (every page of some sites has one; it changes nothing)."""
+        text = f"{self.element.name} {self.element.html_class} {self.form or ''}".lower()
+        return self.element.role == "searchbox" or "search" in text
+
+    @property
     def key(self) -> str:
         return f"{self.element.role}:{self.element.name[:60]}"
 
@@ -72,6 +80,8 @@ class Memory:
     routes: dict[str, str] = field(default_factory=dict)
     acted: set[str] = field(default_factory=set)
     forms: set[str] = field(default_factory=set)
+    form_routes: dict[str, str] = field(default_factory=dict)
+    """Routes where a form field was seen, with a URL to start from."""
     untried: dict[str, int] = field(default_factory=dict)
     """Per route, how many of its elements were never acted on (last seen)."""
     words: list[str] = field(default_factory=list)
@@ -87,8 +97,12 @@ class Memory:
                 self._seen_words.add(t)
                 self.words.append(t)
 
-    def start_url(self, rng: random.Random) -> str | None:
-        """A known page to start a segment at, weighted to routes with untried elements."""
+    def start_url(self, rng: random.Random, form: bool = False) -> str | None:
+        """A known page to start a segment at, weighted to routes with
+        untried elements; with `form`, one where a form was seen."""
+        if form and self.form_routes:
+            routes = sorted(self.form_routes)
+            return self.form_routes[rng.choice(routes)]
         if not self.routes:
             return None
         routes = sorted(self.routes)
@@ -114,7 +128,8 @@ async def candidates(env: BrowserEnv, obs: Observation) -> list[Candidate]:
     """The elements worth acting on, with what the page says of them (a
     link's target, a field's form, type and options); links off the site,
     downloads, log-outs and disabled fields are left out."""
-    els = [e for e in obs.elements if (e.role in CLICKABLE or e.role in FIELDS) and e.box.width > 0 and e.box.height > 0]
+    els = [e for e in obs.elements if (e.role in CLICKABLE or e.role in FIELDS) and e.box.width > 0 and e.box.height > 0
+           and e.tag != "option"]  # a <select>'s options are chosen with `select`, not clicked
     if not els:
         return []
     probes = await env.page.evaluate(_PROBE_JS, [e.id for e in els])
@@ -155,6 +170,8 @@ class Walker:
         self.typed: list[str] = []
         """What the segment typed or selected (its instruction's values come from these)."""
         self.reason = ""
+        self.form_mode = False
+        """This segment fills a form first (it started where one was seen)."""
         self._known_before: set[str] = set()
         """Routes known before the segment began: reaching another ends it."""
 
@@ -163,7 +180,7 @@ class Walker:
         self.typed, self.reason = [], "budget"
         self._known_before = set(self.memory.routes)
         self._see(obs)
-        while len(env.steps) < self.budget:
+        while len(env.steps) < self.limit:
             cands = await candidates(env, obs)
             self._count_untried(obs, cands)
             if not cands:
@@ -179,6 +196,11 @@ class Walker:
             if await self._stop(env, obs, before_route, state_before):
                 return
 
+    @property
+    def limit(self) -> int:
+        """This segment's step budget: twice as long when it fills a form first."""
+        return self.budget * (2 if self.form_mode else 1)
+
     # ------------------------------------------------------------ choosing
 
     def _weight(self, route: str, c: Candidate) -> float:
@@ -189,6 +211,8 @@ class Walker:
             w *= 3
         if c.kind == "button":
             w *= 2  # buttons change things more often than links do
+        if self.form_mode and c.kind in ("field", "select") and not c.searches:
+            w *= 30
         if not c.element.in_view:
             w *= 0.5
         return w
@@ -199,6 +223,8 @@ class Walker:
 
     def _count_untried(self, obs: Observation, cands: list[Candidate]) -> None:
         route = route_of(obs.url)
+        if any(c.kind in ("field", "select") and not c.searches for c in cands):
+            self.memory.form_routes.setdefault(route, local(obs.url))
         self.memory.untried[route] = sum(f"{route}|{c.key}" not in self.memory.acted for c in cands)
 
     def _see(self, obs: Observation) -> None:
@@ -220,7 +246,7 @@ class Walker:
         route = route_of(obs.url)
         self.memory.acted.add(f"{route}|{pick.key}")
         obs, el = await self._into_view(env, obs, pick.element)
-        if el is None or len(env.steps) >= self.budget:
+        if el is None or len(env.steps) >= self.limit:
             return obs
         return await env.click(el)
 
@@ -230,27 +256,29 @@ class Walker:
         route = route_of(obs.url)
         self.memory.forms.add(f"{route}|{pick.form}")
         fields = [c for c in cands if c.form == pick.form and c.kind in ("field", "select", "check")]
-        chosen = [c for c in fields if c is pick or self.rng.random() < 0.4]
+        share = {"field": 0.7, "select": 0.35, "check": 0.2}
+        chosen = [c for c in fields if c is pick or self.rng.random() < share[c.kind]]
         for c in chosen:
-            if len(env.steps) >= self.budget - 1:
-                break
+            cost = (2 if c.kind == "field" else 1) + (0 if c.element.in_view else 1)
+            if len(env.steps) + cost > self.limit - 2:  # keep two steps to submit (a scroll, the click)
+                continue
             self.memory.acted.add(f"{route}|{c.key}")
             obs = await self._fill(env, obs, c)
-        if len(env.steps) >= self.budget:
+        if len(env.steps) >= self.limit:
             return obs
         buttons = [c for c in cands if c.form == pick.form and c.kind == "button" and pick.form is not None]
         if buttons:
-            button = self.rng.choice(buttons)
+            button = self.rng.choices(buttons, [1 if SECONDARY.search(b.element.name) else 4 for b in buttons])[0]
             self.memory.acted.add(f"{route}|{button.key}")
             obs, el = await self._into_view(env, obs, obs.element(button.element.id) or button.element)
-            if el is not None and len(env.steps) < self.budget:
+            if el is not None and len(env.steps) < self.limit:
                 return await env.click(el)
             return obs
         return await env.press("Enter")
 
     async def _fill(self, env: BrowserEnv, obs: Observation, c: Candidate) -> Observation:
         obs, el = await self._into_view(env, obs, obs.element(c.element.id) or c.element)
-        if el is None or len(env.steps) >= self.budget:
+        if el is None or len(env.steps) >= self.limit:
             return obs
         if c.kind == "check":
             return await env.click(el)
