@@ -5,6 +5,7 @@
     synth annotate serve                             # http://127.0.0.1:8700
     synth annotate status
     synth annotate users | disable NAME | enable NAME | rotate NAME | revoke NAME
+    synth annotate agreement [--disagreements]
 
 Everything reads the pipeline (default `pipelines/web.yaml` when it exists):
 its `sources.human` section (queue file, lease, guidelines), its output folder
@@ -253,6 +254,28 @@ def enqueue(
     chosen = chosen[:limit] if limit is not None else chosen
     added = Store(r.db).enqueue_many([(t, slots, reason, 0) for t, reason in chosen])
     console.print(f"{added} new queue items for {len(chosen)} tasks in {escape(str(r.db))}")
+
+
+@annotate_app.command()
+def agreement(pipeline: Optional[Path] = PIPELINE_OPT, db: Optional[Path] = DB_OPT,
+              disagreements: bool = typer.Option(False, "--disagreements", help="list the pairs that disagree")) -> None:
+    """Agreement per template between labelers of the same task (overlap)."""
+    from annotation_ui import agreement as ag
+
+    r = resolve(pipeline, db, None)
+    if not r.db.exists():
+        fail(f"no queue at {r.db}")
+    out = Console(width=None if sys.stdout.isatty() else 160)
+    table = Table("template", "tasks", "pairs", "same outcome", "same sequence", "step agreement", "disagreements")
+    for row in ag.agreement_table(r.db):
+        table.add_row(row["template_id"], str(row["tasks"]), str(row["pairs"]), f"{row['outcome_agreement']:.0%}",
+                      f"{row['sequence_agreement']:.0%}", f"{row['step_agreement']:.2f}", str(row["disagreements"]))
+    out.print(table)
+    if disagreements:
+        for p in ag.disagreements(r.db):
+            out.print(f"{p['template_id']} {p['task_id']}: {p['labeler_a']} {p['a']} vs {p['labeler_b']} {p['b']} "
+                      f"(outcome {'same' if p['same_outcome'] else 'differs'}, steps {p['step_agreement']:.2f})",
+                      highlight=False)
 
 
 @annotate_app.command()

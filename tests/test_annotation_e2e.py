@@ -450,5 +450,8 @@ async def test_agreement_between_labelers_is_shown_to_reviewers(browser, label_s
         await page.wait_for_url(f"**/review/{first[0]}")
         others = await page.text_content("#others")
         assert "e8" in others and "outcome differs" in others and "sequence differs" in others
+        r = synth("annotate", "agreement", "--db", str(db), "--disagreements")  # the same, for a terminal
+        assert r.returncode == 0, r.stderr
+        assert "miniwob/click-test" in r.stdout and "50%" in r.stdout and first[0] in r.stdout
     finally:
         await context.close()
