@@ -46,7 +46,7 @@ from synth.env import BrowserEnv
 from synth.episode import run_episode
 from synth.quality.consistency import state_key
 from synth.quality.replay import ReplayStep, steps_of
-from synth.schema import Action, Element, Monologue, Observation, Task, Trajectory
+from synth.schema import Element, Monologue, Observation, Task, Trajectory, trajectory_id
 from synth.sources import BrowserSource, register_source
 from synth.validate import near_misses
 
@@ -165,6 +165,14 @@ class RecoverySource(BrowserSource):
     def detail(self, task: Task) -> str:
         return f"{task.solver}:recovery"
 
+    def options_for(self, site: str) -> dict[str, Any]:
+        """As a verification replay's: a variant is the clean run's actions
+        with two or three more and a state check in between, so a task timer
+        that measures the machine (MiniWoB's 10 s) is lifted as a replay lifts it."""
+        from synth.sites import SITES
+
+        return {**super().options_for(site), **SITES[site].replay_options}
+
     async def _episode(self, task: Task, policy: Any, detail: str) -> Trajectory:
         return await run_episode(await self.env(task), task, policy, source=self.kind, source_detail=detail,
                                  run_id=self.run_id, timeout_s=self.episode_timeout_s)
@@ -199,9 +207,14 @@ class RecoverySource(BrowserSource):
         ref = await self._episode(task, prefix, f"{task.solver}:prefix")
         if "state" not in reference:
             return self._dropped(task, f"the clean prefix did not replay ({ref.reject_reason})")
-        return await self._episode(task, self._variant(m, steps, reference["state"]), f"{task.solver}:{m.kind}@{m.step}")
+        undone: dict[str, str] = {}
+        t = await self._episode(task, self._variant(m, steps, reference["state"], undone), f"{task.solver}:{m.kind}@{m.step}")
+        if undone.get("how") == "back":  # the wrong click opened another page: its own kind of mistake
+            t.source_detail = t.source_detail.replace(":wrong-click@", ":wrong-page@")
+            t.trajectory_id = trajectory_id(task.task_id, self.kind, t.source_detail)
+        return t
 
-    def _variant(self, m: Mistake, steps: list[ReplayStep], expected: tuple[Any, str]) -> Any:
+    def _variant(self, m: Mistake, steps: list[ReplayStep], expected: tuple[Any, str], undone: dict[str, str]) -> Any:
         async def policy(env: BrowserEnv, obs: Observation) -> None:
             await _replay(env, steps[: m.step])
             original = steps[m.step]
@@ -211,7 +224,7 @@ class RecoverySource(BrowserSource):
             if env.steps[-1].error:
                 raise NotRecovered(f"the mistake failed: {env.steps[-1].error}")
             _mark(env, start, "mistake")
-            undo = await self._undo(env, m, url)
+            undo = undone["how"] = await self._undo(env, m, url)
             start = len(env.steps)
             if m.kind == "typo":
                 await env.press("Control+a")
