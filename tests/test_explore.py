@@ -216,3 +216,28 @@ async def test_exploring_datasette_proposes_views_with_state_judges():
             assert {j["type"] for j in p.task.judge.params["judges"]} <= {"state_match", "string_match", "url_match"}
     finally:
         await source.teardown()
+
+
+def test_synth_stats_has_a_diversity_table_and_the_pipeline_skips_exploration_with_a_reason():
+    import duckdb
+    import pyarrow as pa
+
+    from synth.explore.source import ExploreConfig, ExploreSource
+    from synth.query import stats_tables
+
+    step = pa.struct([("url", pa.string()), ("action", pa.struct([("name", pa.string())]))])
+    rows = [{"source": "explore", "site": "shop", "status": "accepted", "instruction": "Search for lamp", "num_steps": 2,
+             "final_url": "http://s/search?q=lamp", "template_id": "explore/shop/view", "reject_reason": None,
+             "verdict": {"passed": True},
+             "cost_usd": 0.0, "steps": [{"url": "http://s/", "action": {"name": "click"}},
+                                        {"url": "http://s/", "action": {"name": "type"}}]}]
+    schema = pa.schema([("source", pa.string()), ("site", pa.string()), ("status", pa.string()),
+                        ("instruction", pa.string()), ("num_steps", pa.int32()), ("final_url", pa.string()),
+                        ("template_id", pa.string()), ("reject_reason", pa.string()), ("cost_usd", pa.float64()),
+                        ("steps", pa.list_(step)), ("verdict", pa.struct([("passed", pa.bool_())]))])
+    con = duckdb.connect()
+    con.register("trajectories", pa.Table.from_pylist(rows, schema=schema))
+    cols, out = stats_tables(con)["diversity by source and site"]
+    assert cols[:4] == ["source", "site", "accepted", "distinct"]
+    assert out[0][:4] == ("explore", "shop", 1, 1) and out[0][7] == "1.0 (2)" and out[0][8] == "1.0 (1)"
+    assert "does not plan exploration" in ExploreSource.unavailable(ExploreConfig())

@@ -106,10 +106,13 @@ def measures(rows: Sequence[Row], known: dict[str, set[str]] | None = None) -> l
 def table(rows: Sequence[Row], known: dict[str, set[str]] | None = None) -> tuple[list[str], list[tuple]]:
     """The measures as (columns, rows), the shape `synth stats` prints."""
     ms = measures(rows, known)
-    if not ms:
-        return [], []
-    columns = list(ms[0])
-    return columns, [tuple(m[c] for c in columns) for m in ms]
+    columns = ["source", "site", "accepted", "distinct", "distinct_3", "clusters", "dup_clusters", "route_cov",
+               "form_cov", "steps min/med/mean/max"]
+    return (columns if ms else []), [
+        (m["source"], m["site"], m["trajectories"], m["distinct_instructions"], m["distinct_3"], m["clusters"],
+         m["dup_clusters"], f"{m['route_coverage']} ({m['routes']})", f"{m['form_coverage']} ({m['forms']})",
+         f"{m['steps_min']}/{m['steps_median']}/{m['steps_mean']}/{m['steps_max']}")
+        for m in ms]
 
 
 STATS_SQL = """

@@ -70,7 +70,18 @@ class ExploreSource(BrowserSource):
 
     @classmethod
     def selects(cls, task: Task, config: SourceConfig) -> bool:
+        """Seeds: tasks of `explore/<site>` (its site, seed and content seed
+        start one segment)."""
         return task.template_id.startswith("explore/")
+
+    @classmethod
+    def unavailable(cls, config: SourceConfig) -> str | None:
+        # The pipeline plans tasks from templates and finds each trajectory's
+        # task again by template and seed (staging, the replay gate); a
+        # proposed task is neither, so `synth run` skips this source with one
+        # line rather than fail on its first trajectory.
+        return ("`synth run` does not plan exploration yet: run ExploreSource.explore() "
+                "or bench/diversity.py (README: Tasks beyond templates)")
 
     def detail(self, task: Task) -> str:
         return "explore"
@@ -112,8 +123,10 @@ class ExploreSource(BrowserSource):
         memory = self.memories.setdefault(task.site, Memory())
         walker = self.walker(task.site)
         walker.form_mode = self.rng.random() < self.config.form_share and bool(memory.form_routes)
-        start = task.start_url or memory.start_url(self.rng, form=walker.form_mode)
-        seed = seed_task(task.site, start, task.seed, task.params)
+        own = task.template_id.startswith("explore/")
+        start = (task.start_url if own else None) or memory.start_url(self.rng, form=walker.form_mode)
+        params = {"content_seed": task.params.get("content_seed", self.config.content_seed)}
+        seed = seed_task(task.site, start, task.seed, params)
         return await explore_segment(await self.env(seed), seed, walker, self.writer, run_id=self.run_id,
                                      timeout_s=self.episode_timeout_s, answer_share=self.config.answer_share)
 
