@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from synth.explore.diversity import Row, measures, row_of, site_routes  # noqa: E402
 from synth.explore.source import ExploreConfig, ExploreSource  # noqa: E402
+from synth.explore.walk import route_of  # noqa: E402
 from synth.sources import SolverSource  # noqa: E402
 from synth.tasks import instantiate_seed, select_templates, seed_range  # noqa: E402
 
@@ -69,6 +70,10 @@ async def exploration_route(site: str, segments: int, seed: int, existing: list[
         await source.teardown()
 
 
+def routes_of(t) -> list[str]:
+    return [route_of(u) for u in row_of(t).urls if u]
+
+
 def coverage(rows: list[Row], universe: set[str]) -> float:
     routes = site_routes(rows)
     touched = next(iter(routes.values()))[0] if routes else set()
@@ -95,6 +100,7 @@ async def main() -> None:
     table = measures(templated + explored, known)
     universe = site_routes(templated + explored, known)[args.site][0]
     before, after = coverage(templated, universe), coverage(templated + explored, universe)
+    template_routes = site_routes(templated).get(args.site, (set(), set()))[0]
     columns = list(table[0]) if table else []
     print(" | ".join(columns))
     for m in table:
@@ -103,13 +109,16 @@ async def main() -> None:
     print(f"\nproposals: {len(proposals)}, accepted {sum(p.status == 'accepted' for p in proposals)}; "
           f"outcomes {dict(reasons)}")
     print(f"kinds accepted: {dict(collections.Counter(p.task.template_id for p in proposals if p.status == 'accepted'))}")
+    novel = [p for p in proposals if p.status == "accepted" and not set(routes_of(p.trajectory)) <= template_routes]
+    print(f"accepted proposals touching a route no template touches: {len(novel)} of {len(explored)}")
     print(f"site routes known: {len(universe)}; route coverage templates {before:.3f} -> "
           f"templates + exploration {after:.3f} (+{after - before:.3f})")
     print(f"time: templates {t1 - t0:.0f} s ({len(templated)} accepted), exploration {t2 - t1:.0f} s "
           f"({len(explored)} accepted)")
     if args.json:
         args.json.write_text(json.dumps({"measures": table, "coverage_templates": before, "coverage_both": after,
-                                         "routes": sorted(universe), "outcomes": dict(reasons)}, indent=1))
+                                         "routes": sorted(universe), "outcomes": dict(reasons),
+                                         "novel": len(novel), "accepted": len(explored)}, indent=1))
 
 
 if __name__ == "__main__":
