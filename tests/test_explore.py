@@ -241,3 +241,25 @@ def test_synth_stats_has_a_diversity_table_and_the_pipeline_skips_exploration_wi
     assert cols[:4] == ["source", "site", "accepted", "distinct"]
     assert out[0][:4] == ("explore", "shop", 1, 1) and out[0][7] == "1.0 (2)" and out[0][8] == "1.0 (1)"
     assert "does not plan exploration" in ExploreSource.unavailable(ExploreConfig())
+
+
+@pytest.mark.timeout(600)
+async def test_with_an_endpoint_the_llm_writes_the_instruction_and_the_judge_stays_the_evidences(tmp_path):
+    from bootstrap.mock_server import MockServer
+    from synth.explore.source import ExploreConfig, ExploreSource
+
+    with MockServer() as server:
+        config = ExploreConfig(seed=0, budget_steps=4, writer="llm", base_url=server.url, model="mock-agent",
+                               api_key_env=None, cache_path=str(tmp_path / "llm.sqlite"), answer_share=0.0)
+        source = ExploreSource(config=config)
+        await source.setup()
+        try:
+            proposals = await source.explore("shop", 2)
+        finally:
+            await source.teardown()
+        accepted = _check_accepted(proposals)
+        assert accepted and server.count("/v1/chat/completions") >= 1
+        for p in accepted:
+            assert p.segment.source_detail == "llm:mock-agent"
+            assert p.task.instruction.startswith(("Go to the", "Look up", "Change the", "Create a new", "Delete"))
+            assert p.task.instruction != p.evidence.instruction and p.task.judge == p.evidence.judge
