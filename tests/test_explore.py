@@ -40,6 +40,14 @@ def test_an_added_record_names_what_was_typed_and_leaves_out_what_the_site_fills
     assert e.judge.params["expected"] == {"summary": "Export fails"}
 
 
+def test_a_new_comment_says_which_post_it_belongs_to():
+    before = {"comments": []}
+    after = {"comments": [{"id": 901, "post_id": 5, "body": "Nice shot", "new": True, "edited": False}]}
+    e = derive(before, after, "http://f/post/5", "http://f/post/5", ["Nice shot"], "")
+    assert e.instruction == 'Add a comment with post id 5 and body "Nice shot"'
+    assert e.judge.params["expected"] == {"post_id": 5, "body": "Nice shot"}
+
+
 def test_a_cart_line_and_a_removed_record():
     before = {"cart": {"items": [], "item_count": 0}}
     after = {"cart": {"items": [{"product_id": 3, "name": "Aura TV", "color": "Blue", "qty": 2, "unit_price": 9.5}],

@@ -129,6 +129,9 @@ def trim_fields(change: Change, typed: list[str]) -> Change:
     typed_fields = [k for k in change.fields if str(change.record[k]).strip() in typed]
     if typed_fields:
         named = [k for k in _identity(change.record) if k in change.fields and k not in typed_fields]
+        if not named:  # a record named by its own new id (a comment): say what it belongs to
+            named = [k for k in change.fields if (k.endswith("_id") or k in ("post", "ticket", "target"))
+                     and k not in typed_fields]
         chosen = named + typed_fields
     else:
         chosen = [k for k in change.fields if _describable(change.record[k])]

@@ -252,7 +252,8 @@ class Walker:
 
     async def _fill_form(self, env: BrowserEnv, obs: Observation, pick: Candidate, cands: list[Candidate]) -> Observation:
         """Fill the picked field and some others of its form, then submit it
-        (its first submit-like button, else Enter)."""
+        (one of its buttons, submitting ones four times as likely as a
+        preview or cancel; Enter when it has none)."""
         route = route_of(obs.url)
         self.memory.forms.add(f"{route}|{pick.form}")
         fields = [c for c in cands if c.form == pick.form and c.kind in ("field", "select", "check")]
