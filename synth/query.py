@@ -84,6 +84,16 @@ def stats_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[str], l
                    round(sum(verdict.cost_usd), 4) AS cost_usd
             FROM trajectories WHERE verdict.tokens_in > 0 OR verdict.cost_usd > 0
             GROUP BY ALL ORDER BY source, judge"""
+    # Recovery variants (synth.recovery): kept and dropped per template and
+    # mistake kind (source_detail is "<solver>:<kind>@<step>"), with the reason.
+    if con.sql("SELECT count(*) FROM trajectories WHERE source = 'recovery'").fetchall()[0][0]:
+        queries["recovery variants"] = """
+            SELECT template_id, coalesce(nullif(regexp_extract(source_detail, ':([a-z-]+)@', 1), ''), '(none)') AS kind,
+                   count(*) AS variants, count(*) FILTER (status = 'accepted') AS accepted,
+                   count(*) FILTER (status <> 'accepted') AS dropped,
+                   coalesce(any_value(left(regexp_replace(reject_reason, ' at [a-z_]+\.py:\d+$', ''), 100))
+                            FILTER (status <> 'accepted'), '') AS a_reason
+            FROM trajectories WHERE source = 'recovery' GROUP BY ALL ORDER BY template_id, kind"""
     out = {}
     for title, sql in queries.items():
         rel = con.sql(sql)

@@ -196,3 +196,32 @@ async def test_the_mistake_is_history_in_every_view_never_a_target(recovery):
         if fmt.schema is not None:  # the Parquet views say which step each sample is
             indexes = [s["step_index"] for s in samples]
             assert mistake not in indexes and mistake + 1 in indexes, (name, indexes)
+
+
+# ---------------------------------------------------------------- the gates keep the variant beside its clean run
+
+
+async def test_dedup_does_not_take_a_variant_for_its_clean_run(recovery, tmp_path):
+    """A variant differs from the solver's run it was made from by two or
+    three steps, within the near-duplicate threshold: dedup compares variants
+    only with each other, so both are kept (real staging files, real gates)."""
+    from synth import staging
+    from synth.config import QualityConfig
+    from synth.episode import run_episode
+    from synth.quality.stage import assess
+    from synth.solver import get_solver
+    from synth.tasks import TaskSet, select_templates
+
+    task = tasks_from(ROOT / "templates/tasks/forum", ["comment-on-post"], seeds=1)[0]
+    variant = await recovery.run(task)
+    assert variant.status == "accepted", variant.reject_reason
+    clean = await run_episode(await recovery.env(task), task, get_solver(task.solver), source="solver",
+                              source_detail=task.solver)
+    assert clean.status == "accepted", clean.reject_reason
+    staging.write_batch(tmp_path / "staging", [clean, variant], "batch-000000")
+    (site, tpl), = select_templates(ROOT / "templates/tasks/forum", ["comment-on-post"])
+    config = QualityConfig.model_validate({"replay": {"enabled": False}})
+    verdicts, gates = assess(tmp_path, config, TaskSet([(site, tpl, range(1))]), replay=None)
+    assert verdicts[variant.trajectory_id].status == "accepted", verdicts[variant.trajectory_id]
+    assert verdicts[clean.trajectory_id].status == "accepted"
+    assert gates["dedup"]["rejected"] == 0

@@ -82,6 +82,10 @@ class _Light:
     job_steps: bytes
     """Packed (replay.pack_steps): held for every passing trajectory."""
     noop: list[int]
+    labelled: bool = False
+    """A recovery variant (steps labelled mistake/recovery): deduplicated only
+    against other variants, since what sets it apart from the clean run it
+    was made from, two or three steps, is exactly what it is for."""
 
 
 def _light(t: Trajectory, max_steps: int | None, rules: TemplateConsistency | None = None) -> _Light:
@@ -90,7 +94,7 @@ def _light(t: Trajectory, max_steps: int | None, rules: TemplateConsistency | No
         t.trajectory_id, t.task_id, t.template_id, t.seed, passed, t.reject_reason, len(t.steps),
         action_key(t.instruction, [s.action for s in t.steps]),
         check(t, max_steps, rules) if passed else [], pack_steps(steps_of(t)) if passed else b"",
-        noop_steps(t) if passed else [],
+        noop_steps(t) if passed else [], any(st.role != "normal" for st in t.steps),
     )
 
 
@@ -233,8 +237,11 @@ def assess(
     if config.dedup.enabled and alive:
         ref = reference_keys(reference)
         dedup_items = [Item(f"ref:{i}", k, True, 0) for i, k in enumerate(ref)]
-        dedup_items += [Item(it.trajectory_id, it.key, True, it.num_steps) for it in alive]
+        dedup_items += [Item(it.trajectory_id, it.key, True, it.num_steps) for it in alive if not it.labelled]
         dup = duplicates(dedup_items, config.dedup.threshold, config.dedup.num_perm, config.dedup.tolerance)
+        variants = [Item(it.trajectory_id, it.key, True, it.num_steps) for it in alive if it.labelled]
+        if variants:
+            dup.update(duplicates(variants, config.dedup.threshold, config.dedup.num_perm, config.dedup.tolerance))
         groups = {}
         for it in alive:
             rep = dup.get(it.trajectory_id, it.trajectory_id)
