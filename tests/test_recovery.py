@@ -180,7 +180,7 @@ async def test_a_mistake_with_a_lasting_side_effect_is_dropped():
 # ---------------------------------------------------------------- the mistake is never a training target
 
 
-async def test_the_mistake_is_history_in_every_view_never_a_target(recovery):
+async def test_the_mistake_is_history_in_every_view_never_a_target(recovery, tmp_path):
     task = tasks_from(MINIWOB, ["enter-text"], seeds=1)[0]
     t = await recovery.run(task)
     assert t.status == "accepted", t.reject_reason
@@ -196,6 +196,17 @@ async def test_the_mistake_is_history_in_every_view_never_a_target(recovery):
         if fmt.schema is not None:  # the Parquet views say which step each sample is
             indexes = [s["step_index"] for s in samples]
             assert mistake not in indexes and mistake + 1 in indexes, (name, indexes)
+    # and through real staging, shards and the native Aguvis/CogAgent files built from data/steps
+    from synth import staging
+    from synth.export.shards import export
+
+    staging.write_batch(tmp_path / "staging", [t], "batch-000000")
+    export(tmp_path, native=["aguvis", "cogagent"])
+    wrong, right = f"{t.trajectory_id}-{mistake:03d}", f"{t.trajectory_id}-{mistake + 1:03d}"
+    stage1 = json.loads((tmp_path / "native/aguvis/stage1.json").read_text())
+    assert right in {r["id"] for r in stage1} and wrong not in {r["id"] for r in stage1}
+    cog = (tmp_path / "native/cogagent/train.jsonl").read_text() + (tmp_path / "native/cogagent/dev.jsonl").read_text()
+    assert "Type 'Agustinx'" not in cog.replace('"', "'") or "History steps" in cog
 
 
 # ---------------------------------------------------------------- the gates keep the variant beside its clean run

@@ -50,7 +50,7 @@ from synth.export import formats as sft
 NATIVE = ("aguvis", "cogagent")
 DEV_EVERY = 20
 STEP_COLUMNS = ["trajectory_id", "template_id", "source", "status", "instruction", "step_index",
-                "screenshot", "area", "elements", "action", "element", "monologue", "error"]
+                "screenshot", "area", "elements", "action", "element", "monologue", "error", "role"]
 
 
 @dataclass
@@ -80,7 +80,9 @@ def accepted_trajectories(out_dir: storage.Location) -> Iterator[dict[str, Any]]
     current: dict[str, Any] | None = None
     for path in sorted(files):
         with fs.open_input_file(path) as f:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=64, columns=STEP_COLUMNS):
+            shard = pq.ParquetFile(f)
+            present = set(shard.schema_arrow.names)  # shards written before `role` existed have none
+            for batch in shard.iter_batches(batch_size=64, columns=[c for c in STEP_COLUMNS if c in present]):
                 for row in batch.to_pylist():
                     if row["status"] != "accepted":
                         continue
@@ -102,6 +104,7 @@ def _step(row: dict[str, Any]) -> dict[str, Any]:
         "action": row["action"],
         "element": row["element"],
         "monologue": row["monologue"],
+        "role": row.get("role") or "normal",  # a recovery variant's mistake stays history, never a target
         "observation": {"screenshot": shot["bytes"] if shot else None, "area": row["area"], "elements": row["elements"]},
     }
 
