@@ -238,6 +238,10 @@ class Review(BaseModel):
     tags: list[str] = Field(default_factory=list)
     comment: str = ""
     reviewed_at: float = 0.0
+    override_judge: bool = False
+    """An accept of a trajectory its judge failed, given on purpose (with
+    `override_reason`): the reviewer says the judge is wrong here."""
+    override_reason: str = ""
 
 
 class Step(BaseModel):
@@ -410,6 +414,8 @@ REVIEW = pa.struct(
         ("tags", pa.list_(pa.string())),
         ("comment", pa.string()),
         ("reviewed_at", pa.float64()),
+        ("override_judge", pa.bool_()),
+        ("override_reason", pa.string()),
     ]
 )
 VERDICT = pa.struct(

@@ -192,3 +192,40 @@ async def test_a_templates_consistency_declaration_reaches_the_gate(browser, min
             assert row["status"] == "rejected" and row["reject_reason"] == "consistency: typed_text_ungrounded", row
         else:
             assert row["status"] == "accepted" and row["consistency_flags"] == [], row
+
+
+async def test_a_reviewer_overriding_the_judge_is_accepted_and_a_plain_accept_is_not(browser, miniwob_site, tmp_path):
+    """Two trajectories the judge failed, both accepted by a reviewer: the one
+    accepted with "override the judge" and a reason is accepted, recorded as
+    such and not replayed (a replay would only ask the overridden judge
+    again); the one accepted without the override stays rejected."""
+    from synth.env import BrowserEnv
+
+    async def nothing(env, obs):
+        await env.done()
+
+    failed = []
+    for seed in (5, 6):
+        t = task("click-button", seed)
+        failed.append(await run_episode(BrowserEnv(browser, miniwob_site), t, nothing, source="solver",
+                                        source_detail="nothing"))
+    assert all(t.reject_reason.startswith("judge:") for t in failed)
+    p = pipeline(tmp_path)
+    staging.write_batch(tmp_path / "out/staging", failed, "failed")
+    reviews = [
+        {"trajectory_id": failed[0].trajectory_id, "reviewer": "rita", "verdict": "accept", "tags": ["judge-wrong"],
+         "comment": "", "reviewed_at": 1.0, "override_judge": True, "override_reason": "the task was done"},
+        {"trajectory_id": failed[1].trajectory_id, "reviewer": "rita", "verdict": "accept", "tags": [],
+         "comment": "", "reviewed_at": 1.0, "override_judge": False, "override_reason": ""},
+    ]
+    pq.write_table(pa.Table.from_pylist(reviews), tmp_path / "out/reviews.parquet")
+    result = subprocess.run([sys.executable, "-m", "synth.cli", "run", str(p)], capture_output=True, text=True,
+                            timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["trajectory_id"]: r for r in pq.read_table(tmp_path / "out/data/trajectories").to_pylist()}
+    overridden, plain = rows[failed[0].trajectory_id], rows[failed[1].trajectory_id]
+    assert overridden["status"] == "accepted" and overridden["review"]["override_judge"] is True
+    assert overridden["review"]["override_reason"] == "the task was done" and overridden["replay_passed"] is None
+    assert plain["status"] == "rejected" and plain["reject_reason"].startswith("judge:")
+    gates = json.loads((tmp_path / "out/manifest.json").read_text())["gates"]
+    assert gates["review"]["overrode_judge"] == 1 and gates["replay"]["overridden"] == 1

@@ -82,19 +82,31 @@ class _Light:
     job_steps: bytes
     """Packed (replay.pack_steps): held for every passing trajectory."""
     noop: list[int]
+    overridden: bool = False
+    """Accepted by a reviewer who overrode its failed judge: the replay gate,
+    which would only ask that judge again, leaves it out."""
     labelled: bool = False
     """A recovery variant (steps labelled mistake/recovery): deduplicated only
     against other variants, since what sets it apart from the clean run it
     was made from, two or three steps, is exactly what it is for."""
 
 
+def _overridden(it: _Light, review: Review | None) -> bool:
+    """A reviewer accepted, overriding the judge, a trajectory that failed
+    only its judge (an episode that errored stays rejected)."""
+    return (review is not None and review.verdict == "accept" and review.override_judge
+            and (it.reject_reason or "").startswith("judge:"))
+
+
 def _light(t: Trajectory, max_steps: int | None, rules: TemplateConsistency | None = None) -> _Light:
     passed = t.status == "accepted"
+    # a judge-failed trajectory a reviewer may accept (overriding the judge) still needs its flags and steps
+    usable = passed or (t.reject_reason or "").startswith("judge:")
     return _Light(
         t.trajectory_id, t.task_id, t.template_id, t.seed, passed, t.reject_reason, len(t.steps),
         action_key(t.instruction, [s.action for s in t.steps]),
-        check(t, max_steps, rules) if passed else [], pack_steps(steps_of(t)) if passed else b"",
-        noop_steps(t) if passed else [], any(st.role != "normal" for st in t.steps),
+        check(t, max_steps, rules) if usable else [], pack_steps(steps_of(t)) if usable else b"",
+        noop_steps(t) if usable else [], any(st.role != "normal" for st in t.steps),
     )
 
 
@@ -201,7 +213,12 @@ def assess(
         review = reviews.get(it.trajectory_id)
         if review is not None:
             gates["review"]["reviewed"] += 1
-        if not it.passed:
+        if not it.passed and _overridden(it, review):
+            gates["review"]["overrode_judge"] = gates["review"].get("overrode_judge", 0) + 1
+            it.overridden = True
+            verdicts[it.trajectory_id] = Verdict("accepted", None, review=review)
+            alive.append(it)
+        elif not it.passed:
             verdicts[it.trajectory_id] = Verdict("rejected", it.reject_reason, review=review)
         elif review is not None and review.verdict == "reject":
             gates["review"]["rejected"] += 1
@@ -331,6 +348,9 @@ def _replay_gate(
     position = {rep: 0 for rep in groups}  # which member currently represents the group
     pending = []
     for rep, members in groups.items():
+        if members[0].overridden:  # its judge is what a reviewer found wrong: a replay would ask it again
+            counts["overridden"] = counts.get("overridden", 0) + 1
+            continue
         if not sampled(members[0].trajectory_id, config.replay.sample_rate):
             counts["not_sampled"] += 1
         elif not tasks.contains(members[0].template_id, members[0].seed):
