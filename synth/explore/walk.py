@@ -257,8 +257,11 @@ class Walker:
         route = route_of(obs.url)
         self.memory.forms.add(f"{route}|{pick.form}")
         fields = [c for c in cands if c.form == pick.form and c.kind in ("field", "select", "check")]
-        share = {"field": 0.7, "select": 0.35, "check": 0.2}
+        share = {"field": 0.7, "select": 0.5, "check": 0.2}
         chosen = [c for c in fields if c is pick or self.rng.random() < share[c.kind]]
+        radios = [c for c in fields if c.input_type == "radio" and c not in chosen]
+        if radios and not any(c.input_type == "radio" for c in chosen) and self.rng.random() < 0.8:
+            chosen.append(self.rng.choice(radios))  # an option group (a colour) is usually required
         for c in chosen:
             cost = (2 if c.kind == "field" else 1) + (0 if c.element.in_view else 1)
             if len(env.steps) + cost > self.limit - 2:  # keep two steps to submit (a scroll, the click)
@@ -267,7 +270,9 @@ class Walker:
             obs = await self._fill(env, obs, c)
         if len(env.steps) >= self.limit:
             return obs
-        buttons = [c for c in cands if c.form == pick.form and c.kind == "button" and pick.form is not None]
+        # the form's buttons now: a submit button may be enabled only once required fields are filled
+        buttons = [c for c in await candidates(env, obs) if c.form == pick.form and c.kind == "button"
+                   and pick.form is not None]
         if buttons:
             button = self.rng.choices(buttons, [1 if SECONDARY.search(b.element.name) else 4 for b in buttons])[0]
             self.memory.acted.add(f"{route}|{button.key}")
