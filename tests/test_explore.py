@@ -70,6 +70,9 @@ def test_a_view_gives_a_url_judge_and_a_datasette_view_a_state_judge():
     assert view.instruction == 'Open the "Restaurants" page where cuisine is Thai'
     assert view.judge.type == "all_of" and view.judge.params["judges"][0]["path"] == "$.page.path"
     assert derive({"a": 1}, {"a": 1}, "http://d/x", "http://d/x", [], "").kind == "none"
+    bad = derive({"page": {"path": "/city"}}, {"page": {"path": "/city", "query": "sql=selec"}}, "http://d/city",
+                 "http://d/city?sql=selec", [], "Invalid SQL")
+    assert (bad.kind, bad.summary) == ("none", "reached an error page ('Invalid SQL')")
 
 
 def test_routes_and_diversity_measures():

@@ -23,6 +23,8 @@ from synth.judges import JudgeContext, run_judge
 from synth.schema import JudgeSpec, Observation, Task, Trajectory, Verdict, stable_id
 
 SOURCE = "explore"
+ERROR_PAGE = re.compile(r"\b(invalid|error|not found|forbidden|sorry|oops|failed)\b", re.IGNORECASE)
+"""A view whose title says it went wrong is not a task to propose."""
 
 
 @dataclass
@@ -105,6 +107,8 @@ def derive(before: Any, after: Any, start_url: str, final_url: str, typed: list[
     """The evidence of a segment and the judge and instruction it implies."""
     changes = ev.record_changes(before, after) if before is not None and after is not None else []
     view = view_of(after)
+    if changes and view is not None and ERROR_PAGE.search(title):
+        return Evidence("none", None, "", f"reached an error page ({title!r})")
     if changes and view is not None:
         at, state = view
         judges = [{"type": "state_match", "path": f"{at}.{k}", "expected": state[k]} for k in ("path", "query")
@@ -115,6 +119,8 @@ def derive(before: Any, after: Any, start_url: str, final_url: str, typed: list[
         change = ev.trim_fields(ev.primary_change(changes, typed), typed)
         return Evidence("state", ev.state_judge(change), ev.write_change(change),
                         f"{change.kind} {change.path}: {change.record}", change)
+    if final_url and local(final_url) != local(start_url) and ERROR_PAGE.search(title):
+        return Evidence("none", None, "", f"reached an error page ({title!r})")
     if final_url and local(final_url) != local(start_url):
         return Evidence("view", ev.url_judge(final_url), ev.write_view(final_url, title), f"reached {local(final_url)}")
     return Evidence("none", None, "", "nothing changed and no other page reached")
