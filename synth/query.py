@@ -87,7 +87,7 @@ def stats_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[str], l
     # Recovery variants (synth.recovery): kept and dropped per template and
     # mistake kind (source_detail is "<solver>:<kind>@<step>"), with the reason.
     if con.sql("SELECT count(*) FROM trajectories WHERE source = 'recovery'").fetchall()[0][0]:
-        queries["recovery variants"] = """
+        queries["recovery variants"] = r"""
             SELECT template_id, coalesce(nullif(regexp_extract(source_detail, ':([a-z-]+)@', 1), ''), '(none)') AS kind,
                    count(*) AS variants, count(*) FILTER (status = 'accepted') AS accepted,
                    count(*) FILTER (status <> 'accepted') AS dropped,

@@ -36,6 +36,7 @@ is never a training target (synth/export/formats.py `steps`).
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -46,7 +47,7 @@ from synth.env import BrowserEnv
 from synth.episode import run_episode
 from synth.quality.consistency import state_key
 from synth.quality.replay import ReplayStep, steps_of
-from synth.schema import Element, Monologue, Observation, Task, Trajectory, trajectory_id
+from synth.schema import Element, Monologue, Observation, Task, Trajectory, Verdict, trajectory_id
 from synth.sources import BrowserSource, register_source
 from synth.validate import near_misses
 
@@ -151,6 +152,23 @@ async def _state(env: BrowserEnv) -> tuple[Any, str]:
     return data, state_key(env.obs) if env.obs is not None else ""
 
 
+def _as_dropped(t: Trajectory) -> None:
+    """A variant whose mistake was not undone, or whose rest did not replay,
+    is a dropped variant (rejected with the reason), not an error: errors
+    count against the source's `max_failure_share` and are retried. Only a
+    lost browser stays an error."""
+    from synth.episode import lost_to_infrastructure
+
+    if t.error is None or lost_to_infrastructure(t):
+        return
+    # "<source> <detail>: NotRecovered: <why> at recovery.py:NNN" -> "<why>"
+    why = t.error.removeprefix(f"{t.source} {t.source_detail}: ")
+    why = re.sub(r"^(?:NotRecovered|RuntimeError): | at [\w.]+\.py:\d+$", "", why)
+    t.error, t.status = None, "rejected"
+    t.verdict = Verdict(passed=False, reason=why)
+    t.reject_reason = f"recovery: {why}"
+
+
 @register_source
 class RecoverySource(BrowserSource):
     kind: ClassVar[str] = "recovery"
@@ -178,9 +196,9 @@ class RecoverySource(BrowserSource):
                                  run_id=self.run_id, timeout_s=self.episode_timeout_s)
 
     def _dropped(self, task: Task, why: str) -> Trajectory:
-        from synth.episode import record
-        from synth.schema import Verdict
         import time
+
+        from synth.episode import record
 
         t = record(task, source=self.kind, source_detail=self.detail(task), verdict=Verdict(passed=False, reason=why),
                    error=None, started_at=time.time(), run_id=self.run_id)
@@ -209,6 +227,7 @@ class RecoverySource(BrowserSource):
             return self._dropped(task, f"the clean prefix did not replay ({ref.reject_reason})")
         undone: dict[str, str] = {}
         t = await self._episode(task, self._variant(m, steps, reference["state"], undone), f"{task.solver}:{m.kind}@{m.step}")
+        _as_dropped(t)
         if undone.get("how") == "back":  # the wrong click opened another page: its own kind of mistake
             t.source_detail = t.source_detail.replace(":wrong-click@", ":wrong-page@")
             t.trajectory_id = trajectory_id(task.task_id, self.kind, t.source_detail)
