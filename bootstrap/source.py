@@ -70,6 +70,7 @@ def resolve_cache_path(config: BootstrapSourceConfig, cache_dir: str | None) -> 
 @register_source
 class BootstrapSource(BrowserSource):
     kind = "bootstrap"
+    config_model = BootstrapSourceConfig
 
     def __init__(
         self,
@@ -79,9 +80,7 @@ class BootstrapSource(BrowserSource):
         config: SourceConfig | None = None,
         cache_dir: str | None = None,
     ) -> None:
-        config = config if isinstance(config, BootstrapSourceConfig) else BootstrapSourceConfig.model_validate(
-            (config.model_dump() if config is not None else {})
-        )
+        config = self.typed_config(config)
         site_options = {k: dict(v) for k, v in (site_options or {}).items()}
         site_options.setdefault("miniwob", {}).setdefault(
             "episode_max_time_ms", int(min(MINIWOB_TIME_MS, config.episode_timeout_s * 1000))

@@ -24,7 +24,7 @@ from synth.env import BrowserConfig, BrowserEnv, PagePool, launch_browser
 from synth.episode import run_episode
 from synth.plugins import Registry
 from synth.schema import Task, Trajectory
-from synth.sites import Site, get_site
+from synth.sites import SITES, Site, get_site
 
 
 class SourceExhausted(Exception):
@@ -37,6 +37,14 @@ class Source(ABC):
     config_model: ClassVar[type[SourceConfig]] = SourceConfig
     """The pipeline section `sources.<kind>` of a plugin source is checked
     against this (a SourceConfig subclass with the source's own fields)."""
+
+    @classmethod
+    def typed_config(cls, config: SourceConfig | None) -> SourceConfig:
+        """`config` as this source's `config_model` (a worker may be handed the
+        base SourceConfig, or its fields as another model)."""
+        if isinstance(config, cls.config_model):
+            return config
+        return cls.config_model.model_validate(config.model_dump() if config is not None else {})
 
     @classmethod
     def selects(cls, task: Task, config: SourceConfig) -> bool:
@@ -86,7 +94,7 @@ class BrowserSource(Source):
         self.browser_config = browser or BrowserConfig()
         self.site_options = site_options or {}
         self.run_id = run_id
-        self.config = config or SourceConfig()
+        self.config = self.typed_config(config)
         self.episode_timeout_s = self.config.episode_timeout_s
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
@@ -120,9 +128,15 @@ class BrowserSource(Source):
                     self.generation += 1
             return self._browser
 
+    replays: ClassVar[bool] = False
+    """Whether this source's episodes verify recorded actions (replays, recovery
+    variants): its sites then get their `replay_options` over the pipeline's,
+    lifting limits that measure the machine rather than the trajectory."""
+
     def options_for(self, site: str) -> dict[str, Any]:
         """The keyword arguments the site named `site` is made with."""
-        return self.site_options.get(site, {})
+        options = self.site_options.get(site, {})
+        return {**options, **SITES[site].replay_options} if self.replays else options
 
     async def site(self, name: str) -> Site:
         if name not in self._sites:

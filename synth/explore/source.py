@@ -60,12 +60,10 @@ class ExploreSource(BrowserSource):
         config: SourceConfig | None = None,
         cache_dir: str | None = None,
     ) -> None:
-        config = config if isinstance(config, ExploreConfig) else ExploreConfig.model_validate(
-            config.model_dump() if config is not None else {})
         super().__init__(browser, site_options, run_id, config, cache_dir)
-        self.config: ExploreConfig = config
+        self.config: ExploreConfig = self.config  # typed_config made it one
         self.memories: dict[str, Memory] = {}
-        self.rng = random.Random(config.seed)
+        self.rng = random.Random(self.config.seed)
         self.writer: Writer = template_free
 
     @classmethod

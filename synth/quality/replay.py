@@ -28,13 +28,12 @@ import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 from synth.env import BrowserEnv
 from synth.episode import run_episode
 from synth.quality.consistency import state_key
 from synth.schema import POINTER_ACTIONS, Action, Box, Element, Observation, Task, Trajectory
-from synth.sites import SITES
 from synth.sources import BrowserSource
 
 
@@ -134,13 +133,10 @@ class Replayer(BrowserSource):
     sites, page pool), not a trajectory source."""
 
     kind = "replay"
+    replays = True
 
     async def run(self, task: Task) -> Trajectory:  # pragma: no cover - not a source
         raise NotImplementedError("a Replayer verifies recorded trajectories; use verify()")
-
-    def options_for(self, site: str) -> dict[str, Any]:
-        """The pipeline's options with the site's `replay_options` over them."""
-        return {**super().options_for(site), **SITES[site].replay_options}
 
     async def env(self, task: Task) -> BrowserEnv:
         """No kinder than a new user's browser: a fresh context per replay, or
