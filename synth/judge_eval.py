@@ -51,7 +51,7 @@ from synth.quality.replay import ReplayStep, steps_of
 from synth.schema import JudgeSpec, Observation, Task, Trajectory
 from synth.sites import Site, get_site
 from synth.tasks import Template, instantiate
-from synth.validate import expected_answers, near_misses, replayed
+from synth.validate import expected_answers, near_misses, replayed, typo
 
 Policy = Callable[[BrowserEnv, Observation], Awaitable[None]]
 
@@ -161,11 +161,7 @@ def _typed(steps: list[ReplayStep], other_texts: list[str]) -> list[ReplayStep] 
         s, text = steps[i], steps[i].action.text
         if s.action.name != "type" or not text:
             continue
-        wrong = next((o for o in other_texts if o and o != text), None)
-        if wrong is None:
-            last = text[-1]
-            wrong = text[:-1] + ("1" if last.isdigit() and last != "1" else "2" if last.isdigit() else
-                                 "x" if last != "x" else "y")
+        wrong = next((o for o in other_texts if o and o != text), None) or typo(text)
         return steps[:i] + [ReplayStep(s.action.model_copy(update={"text": wrong}), s.waited_ms, s.target)] + steps[i + 1:]
     return None
 

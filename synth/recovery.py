@@ -49,7 +49,7 @@ from synth.quality.consistency import state_key
 from synth.quality.replay import ReplayStep, steps_of
 from synth.schema import Element, Monologue, Observation, Task, Trajectory, Verdict, trajectory_id
 from synth.sources import BrowserSource, register_source
-from synth.validate import near_misses
+from synth.validate import act, near_misses, typo
 
 KINDS = ("typo", "wrong-option", "wrong-click")
 Kind = Literal["typo", "wrong-option", "wrong-click"]
@@ -85,11 +85,6 @@ def _name(el: Element | None) -> str:
     return f"the {el.role} '{el.name[:40]}'" if el.name else f"the {el.role or el.tag}"
 
 
-def _typo(text: str) -> str:
-    last = text[-1]
-    return text[:-1] + ("1" if last.isdigit() and last != "1" else "2" if last.isdigit() else "x" if last != "x" else "y")
-
-
 def candidates(t: Trajectory, kinds: list[str]) -> list[Mistake]:
     """Every mistake the clean run `t` offers, of the given kinds."""
     out: list[Mistake] = []
@@ -97,8 +92,8 @@ def candidates(t: Trajectory, kinds: list[str]) -> list[Mistake]:
         for i, s in enumerate(t.steps):
             if s.action.name == "type" and s.action.text and len(s.action.text) >= 2 and i > 0:
                 field_el = t.steps[i - 1].element if t.steps[i - 1].action.name == "click" else None
-                out.append(Mistake("typo", i, {"text": _typo(s.action.text)}, s.action.text,
-                                   _typo(s.action.text), _name(field_el) if field_el else "the field"))
+                out.append(Mistake("typo", i, {"text": typo(s.action.text)}, s.action.text,
+                                   typo(s.action.text), _name(field_el) if field_el else "the field"))
     for i, update, was, instead in near_misses(t):
         if "text" in update and "wrong-option" in kinds:
             out.append(Mistake("wrong-option", i, update, t.steps[i].action.text or "", update["text"], _name(was)))
@@ -134,15 +129,6 @@ class NotRecovered(RuntimeError):
     """The state after the recovery is not the clean run's: the variant is dropped."""
 
 
-async def _replay(env: BrowserEnv, steps: list[ReplayStep]) -> None:
-    for s in steps:
-        await env.step(s.action, expected=s.target)
-        if env.steps[-1].error:
-            raise RuntimeError(f"step {len(env.steps) - 1} failed: {env.steps[-1].error}")
-        if env.finished:
-            return
-
-
 async def _state(env: BrowserEnv) -> tuple[Any, str]:
     """The site's data state (None where it has none) and the page's state."""
     try:
@@ -173,6 +159,7 @@ def _as_dropped(t: Trajectory) -> None:
 class RecoverySource(BrowserSource):
     kind: ClassVar[str] = "recovery"
     config_model: ClassVar[type[SourceConfig]] = RecoveryConfig
+    replays: ClassVar[bool] = True  # a variant is the clean run's actions plus two or three: timers lifted as on replay
 
     @classmethod
     def selects(cls, task: Task, config: SourceConfig) -> bool:
@@ -183,13 +170,6 @@ class RecoverySource(BrowserSource):
     def detail(self, task: Task) -> str:
         return f"{task.solver}:recovery"
 
-    def options_for(self, site: str) -> dict[str, Any]:
-        """As a verification replay's: a variant is the clean run's actions
-        with two or three more and a state check in between, so a task timer
-        that measures the machine (MiniWoB's 10 s) is lifted as a replay lifts it."""
-        from synth.sites import SITES
-
-        return {**super().options_for(site), **SITES[site].replay_options}
 
     async def _episode(self, task: Task, policy: Any, detail: str) -> Trajectory:
         return await run_episode(await self.env(task), task, policy, source=self.kind, source_detail=detail,
@@ -211,7 +191,7 @@ class RecoverySource(BrowserSource):
         clean = await self._episode(task, get_solver(task.solver or ""), f"{task.solver}:clean")
         if clean.status != "accepted":
             return self._dropped(task, f"the solver's own run failed ({clean.reject_reason})")
-        options = candidates(clean, list(getattr(self.config, "kinds", KINDS)))
+        options = candidates(clean, list(self.config.kinds))  # type: ignore[attr-defined]
         if not options:
             return self._dropped(task, "no mistake point (no typed value, list or sibling to take instead)")
         m = random.Random(task.task_id).choice(options)
@@ -219,7 +199,7 @@ class RecoverySource(BrowserSource):
         reference: dict[str, Any] = {}
 
         async def prefix(env: BrowserEnv, obs: Observation) -> None:
-            await _replay(env, steps[: m.step + 1])
+            await act(env, steps[: m.step + 1], aim=True)
             reference["state"] = await _state(env)
 
         ref = await self._episode(task, prefix, f"{task.solver}:prefix")
@@ -235,7 +215,7 @@ class RecoverySource(BrowserSource):
 
     def _variant(self, m: Mistake, steps: list[ReplayStep], expected: tuple[Any, str], undone: dict[str, str]) -> Any:
         async def policy(env: BrowserEnv, obs: Observation) -> None:
-            await _replay(env, steps[: m.step])
+            await act(env, steps[: m.step], aim=True)
             original = steps[m.step]
             url = env.page.url
             start = len(env.steps)
@@ -268,7 +248,7 @@ class RecoverySource(BrowserSource):
                 raise NotRecovered("the mistake left a lasting change in the site's data (not undone by the recovery)")
             if got[1] != expected[1]:
                 raise NotRecovered("the page after the recovery is not the clean run's page at that point")
-            await _replay(env, steps[m.step + 1:])
+            await act(env, steps[m.step + 1:], aim=True)
             if not env.finished:
                 await env.settle()
 

@@ -55,6 +55,7 @@ the false accepts per control; `ok` is False on any failure.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass, field
@@ -195,26 +196,43 @@ def _as_other(solver: Policy, other: Task) -> Policy:
     return run
 
 
+async def act(env: BrowserEnv, steps: list[ReplayStep], aim: bool = False) -> None:
+    """Act recorded steps again, each after its recorded wait, by their
+    coordinates and text; `aim`: at the recorded element, found by its
+    selector if it is no longer at its point. A failed step raises; an
+    episode the site ended stops it."""
+    for step in steps:
+        if step.waited_ms:
+            await asyncio.sleep(step.waited_ms / 1000)
+        await env.step(step.action, expected=step.target if aim else None)
+        if env.steps[-1].error:
+            raise RuntimeError(f"step {len(env.steps) - 1} failed: {env.steps[-1].error}")
+        if env.finished:
+            return
+
+
 def replayed(steps: list[ReplayStep], move: tuple[int, dict[str, Any]] | None = None) -> Policy:
     """Recorded steps acted again by their coordinates and text (no looking
     for the recorded target: where it was is what is replayed); `move`
     changes one step's action (index, fields: another point, another option)."""
+    if move is not None:
+        i, update = move
+        steps = [*steps[:i], dataclasses.replace(steps[i], action=steps[i].action.model_copy(update=update)),
+                 *steps[i + 1:]]
 
     async def run(env: BrowserEnv, obs: Observation) -> None:
-        for i, step in enumerate(steps):
-            if step.waited_ms:
-                await asyncio.sleep(step.waited_ms / 1000)
-            action = step.action
-            if move is not None and i == move[0]:
-                action = action.model_copy(update=move[1])
-            await env.step(action)
-            if env.steps[-1].error:
-                raise RuntimeError(f"step {len(env.steps) - 1} failed: {env.steps[-1].error}")
-            if env.finished:
-                return
-        await env.settle()  # judged on a settled page, as the recording was
+        await act(env, steps)
+        if not env.finished:
+            await env.settle()  # judged on a settled page, as the recording was
 
     return run
+
+
+def typo(text: str) -> str:
+    """`text` with its last character changed: a plausible wrong value (a
+    digit for a digit), still a value the field takes."""
+    last = text[-1]
+    return text[:-1] + ("1" if last.isdigit() and last != "1" else "2" if last.isdigit() else "x" if last != "x" else "y")
 
 
 def work(t: Trajectory) -> list[tuple[Any, ...]]:
