@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -35,25 +34,19 @@ def accuracy_table(title: str, rows: dict, first: str) -> Table:
 
 
 def _pairs(pipeline: Path, include: list[str] | None):
-    """(site, template) of every task selection of the pipeline, plugins loaded."""
-    from synth.config import load_pipeline
-    from synth.plugins import load_modules
-    from synth.tasks import select_templates
+    """(site, template) of every task selection of the pipeline (plugins
+    loaded, as `synth run` plans them) and the pipeline's site options."""
+    from synth.config import ConfigError
+    from synth.pipeline import pipeline_site_options, prepare
 
-    config = load_pipeline(pipeline)
-    load_modules(config.plugins, (str(pipeline.parent.resolve()), os.getcwd()))
-    pairs, options = [], {}
-    for sel in config.tasks:
-        for site, tpl in select_templates(pipeline.parent / sel.templates, sel.include):
-            if not include or tpl.id in include or f"{site}/{tpl.id}" in include:
-                pairs.append((site, tpl))
-        for site, opts in sel.site_options.items():
-            options.setdefault(site, {}).update(opts)
-    known = {tpl.id for _, tpl in pairs} | {f"{site}/{tpl.id}" for site, tpl in pairs}
+    plan = prepare(pipeline)
+    pairs = [(site, tpl) for site, tpl, _ in plan.tasks.selections
+             if not include or tpl.id in include or f"{site}/{tpl.id}" in include]
+    known = {tpl.id for _, tpl, _ in plan.tasks.selections} | {f"{s}/{t.id}" for s, t, _ in plan.tasks.selections}
     unknown = [i for i in include or [] if i not in known]
     if unknown:
         raise ConfigError(f"--include: no template {unknown} in {pipeline}")
-    return config, pairs, options
+    return plan.config, pairs, pipeline_site_options(plan.config)
 
 
 @judges_app.command("eval")

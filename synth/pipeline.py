@@ -161,14 +161,14 @@ def _judge_precision(config: PipelineConfig, config_path: Path) -> dict[str, flo
     try:
         templates = json.loads(path.read_text())["templates"]
     except (OSError, ValueError, KeyError) as e:
-        raise PipelineError(
+        raise ConfigError(
             f"{config_path}: quality.judge_accuracy.report: cannot read {path} ({e}); make it with "
             f"`synth judges eval {config_path} --json {report}`"
         ) from e
     return {tid: figures.get("precision") for tid, figures in templates.items()}
 
 
-def _site_options(config: PipelineConfig) -> dict[str, dict[str, Any]]:
+def pipeline_site_options(config: PipelineConfig) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for sel in config.tasks:
         for site, opts in sel.site_options.items():
@@ -197,6 +197,9 @@ class Plan:
     skipped: dict[str, str] = field(default_factory=dict)
     plugins: Plugins = field(default_factory=Plugins)
     """What every worker imports first (the pipeline's `plugins:`)."""
+    judge_precision: dict[str, float | None] | None = None
+    """Each template's measured judge precision (`quality.judge_accuracy`), read
+    when the pipeline is prepared so a missing report stops it before recording."""
 
     @property
     def out_dir(self) -> str:
@@ -241,7 +244,7 @@ def prepare(config_path: Path | str, limit: int | None = None) -> Plan:
         selected = tasks.where(lambda t: cls.selects(t, source_config))
         seeds = getattr(source_config, "seeds_per_template", None)  # a source that takes a few seeds of each
         jobs.append(Job(kind, source_config, selected.first_seeds(seeds) if seeds else selected))
-    return Plan(config_path, config, tasks, jobs, skipped, plugins)
+    return Plan(config_path, config, tasks, jobs, skipped, plugins, _judge_precision(config, config_path))
 
 
 def _plugin_sources(config: PipelineConfig, config_path: Path) -> dict[str, SourceConfig]:
@@ -302,7 +305,7 @@ def execute(
                 replay=lambda jobs: _replay(config, session, jobs, run_id, progress, notify),
                 reference=[p.config_path.parent.resolve() / r for r in config.quality.dedup.reference],
                 cache_dir=cache_dir,
-                judge_precision=_judge_precision(config, p.config_path),
+                judge_precision=p.judge_precision,
             )
         except KeyboardInterrupt:
             return RunResult(out_dir, run_id, progress, {}, interrupted=True)
@@ -362,7 +365,7 @@ def _record(
     with `ahead`, a pool of replay actors verifying what they record meanwhile."""
     pools = []
     for job, tasks, count in jobs:
-        options = {"browser": config.browser, "site_options": _site_options(config), "run_id": run_id,
+        options = {"browser": config.browser, "site_options": pipeline_site_options(config), "run_id": run_id,
                    "config": job.config, "cache_dir": storage.cache_dir(config.output_dir, config.cache_dir)}
 
         def new_actor(i: int, job: Job = job, options: dict = options) -> ray.actor.ActorHandle:
@@ -443,7 +446,7 @@ def _check_failures(by: dict[str, Any], pool: Pool) -> None:
 def _replay_options(config: PipelineConfig, run_id: str) -> dict[str, Any]:
     return {
         "browser": config.browser.model_copy(update={"screenshots": False, "snapshots": False}),
-        "site_options": _site_options(config),
+        "site_options": pipeline_site_options(config),
         "run_id": run_id,
         "config": SourceConfig(episode_timeout_s=config.quality.replay.episode_timeout_s),
     }
