@@ -91,27 +91,32 @@ class _Light:
     was made from, two or three steps, is exactly what it is for."""
 
 
-def _overridden(it: _Light, review: Review | None) -> bool:
+def _overridden(reject_reason: str | None, review: Review | None) -> bool:
     """A reviewer accepted, overriding the judge, a trajectory that failed
     only its judge (an episode that errored stays rejected)."""
     return (review is not None and review.verdict == "accept" and review.override_judge
-            and (it.reject_reason or "").startswith("judge:"))
+            and (reject_reason or "").startswith("judge:"))
 
 
-def _light(t: Trajectory, max_steps: int | None, rules: TemplateConsistency | None = None) -> _Light:
+def _light(
+    t: Trajectory, max_steps: int | None, rules: TemplateConsistency | None = None, overridden: bool = False
+) -> _Light:
+    """`overridden`: a reviewer accepted it over its judge, so the gates read
+    it as they read a passing one."""
     passed = t.status == "accepted"
-    # a judge-failed trajectory a reviewer may accept (overriding the judge) still needs its flags and steps
-    usable = passed or (t.reject_reason or "").startswith("judge:")
+    usable = passed or overridden
     return _Light(
         t.trajectory_id, t.task_id, t.template_id, t.seed, passed, t.reject_reason, len(t.steps),
         action_key(t.instruction, [s.action for s in t.steps]),
         check(t, max_steps, rules) if usable else [], pack_steps(steps_of(t)) if usable else b"",
-        noop_steps(t) if usable else [], any(st.role != "normal" for st in t.steps),
+        noop_steps(t) if usable else [], overridden=overridden,
+        labelled=any(st.role != "normal" for st in t.steps),
     )
 
 
-def scan(staging_dir: storage.Location, tasks: TaskSet) -> list[_Light]:
-    """Every staged trajectory (first copy of each id), screenshots dropped."""
+def scan(staging_dir: storage.Location, tasks: TaskSet, reviews: dict[str, Review] | None = None) -> list[_Light]:
+    """Every staged trajectory (first copy of each id), screenshots dropped.
+    `reviews`: those that override a failed judge mark their trajectory."""
     out, seen = [], set()
     for row in staging.iter_rows(staging_dir):
         if row["trajectory_id"] in seen:
@@ -122,7 +127,8 @@ def scan(staging_dir: storage.Location, tasks: TaskSet) -> list[_Light]:
         t = Trajectory.model_validate(row)
         planned = tasks.contains(t.template_id, t.seed)
         out.append(_light(t, tasks.max_steps(t.template_id) if planned else None,
-                          tasks.consistency(t.template_id) if planned else None))
+                          tasks.consistency(t.template_id) if planned else None,
+                          _overridden(t.reject_reason, (reviews or {}).get(t.trajectory_id))))
     return out
 
 
@@ -200,8 +206,8 @@ def assess(
     `storage.cache_dir(out_dir)`). `judge_precision`: each template's
     measured judge precision (`quality.judge_accuracy`), or None: no gate."""
     say = on_stage or (lambda name, n: None)
-    items = scan(storage.child(out_dir, "staging"), tasks)
     reviews = read_reviews(out_dir)
+    items = scan(storage.child(out_dir, "staging"), tasks, reviews)
     gates: dict[str, Any] = {}
     verdicts: dict[str, Verdict] = {}
     alive: list[_Light] = []
@@ -213,9 +219,8 @@ def assess(
         review = reviews.get(it.trajectory_id)
         if review is not None:
             gates["review"]["reviewed"] += 1
-        if not it.passed and _overridden(it, review):
+        if it.overridden:
             gates["review"]["overrode_judge"] = gates["review"].get("overrode_judge", 0) + 1
-            it.overridden = True
             verdicts[it.trajectory_id] = Verdict("accepted", None, review=review)
             alive.append(it)
         elif not it.passed:
