@@ -28,9 +28,13 @@ def test_solvers_never_touch_the_raw_page():
 
 
 def test_every_registered_solver_has_a_template():
+    """Every solver the project ships is used by a template; solvers that test
+    modules register for their own sites (e.g. test_recovery's) are not shipped."""
     folders = ["templates/tasks", *sorted(str(p) for p in Path("apps").glob("*/templates"))]
     used = {tpl.solver for folder in folders for _, tpl in load_templates(folder)}
-    assert set(SOLVERS) <= used, sorted(set(SOLVERS) - used)
+    tests = Path(__file__).resolve().parent
+    shipped = {name for name, fn in SOLVERS.items() if tests not in Path(inspect.getsourcefile(fn)).resolve().parents}
+    assert shipped and shipped <= used, sorted(shipped - used)
 
 
 def test_bundled_judges_are_registered():

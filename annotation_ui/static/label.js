@@ -19,6 +19,10 @@
   let lastBeat = Date.now();
   const warnS = Number(app.dataset.warn);
 
+  // Several requests can be refused at once (a key press and the lease heartbeat):
+  // navigate to the login page once, or the second navigation aborts the first.
+  let sessionEnded = false;
+
   async function api(path, body) {
     const opts = body === undefined
       ? { credentials: "same-origin" }
@@ -29,7 +33,9 @@
           body: JSON.stringify(body),
         };
     const r = await fetch(path, opts);
-    if (r.status === 401) { location.href = "/login?expired=1"; throw new Error("your session ended"); }
+    if (r.status === 401) {
+      if (!sessionEnded) { sessionEnded = true; location.replace("/login?expired=1"); }
+      throw new Error("your session ended"); }
     let data = {};
     try { data = await r.json(); } catch (e) { data = { error: `HTTP ${r.status}` }; }
     if (!r.ok) { const err = new Error(data.error || `HTTP ${r.status}`); err.status = r.status; throw err; }
