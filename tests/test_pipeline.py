@@ -1,13 +1,11 @@
-"""`synth run` end to end: real Ray, real Chromium, real Parquet; kill and resume."""
+"""`synth run` end to end: real Ray, real Chromium, real Parquet (kill and resume: test_faults.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -120,54 +118,6 @@ def test_rerun_of_a_finished_run_changes_nothing(finished_run):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "18 tasks were already done" in r.stderr
     assert sorted(shard_ids(out)) == before
-
-
-def test_killed_run_resumes_with_the_same_totals(tmp_path):
-    pipeline = write_pipeline(tmp_path, seeds=12)
-    staging = tmp_path / "out/staging"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "synth.cli", "run", str(pipeline)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline and len(list(staging.glob("*.parquet"))) < 3:
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver, Ray and the browsers, mid-run
-    proc.wait()
-    partial = list(staging.glob("*.parquet"))
-    assert 3 <= len(partial), "the run finished no batch before the kill"
-    for f in partial:  # every staged file is complete and readable
-        pq.read_table(f)
-    assert not (tmp_path / "out/data").exists() or len(shard_ids(tmp_path / "out")) < 36
-
-    r = synth("run", str(pipeline))
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "already done and were skipped" in r.stderr
-    ids = shard_ids(tmp_path / "out")
-    assert len(ids) == len(set(ids)) == 36
-    assert set(ids) == expected_ids(pipeline)
-
-
-def test_killed_worker_is_replaced_and_nothing_is_lost(tmp_path):
-    pipeline = write_pipeline(tmp_path, seeds=10)
-    staging = tmp_path / "out/staging"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "synth.cli", "run", str(pipeline)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline and not list(staging.glob("*.parquet")):
-        time.sleep(0.2)
-    # the source actor of this run (its process group is the driver's session)
-    pids = subprocess.run(["pgrep", "-s", str(proc.pid), "-f", "ray::SourceActor"], capture_output=True, text=True).stdout.split()
-    assert pids, "no source actor process found"
-    for pid in pids:
-        os.kill(int(pid), signal.SIGKILL)
-    _, err = proc.communicate(timeout=400)
-    assert proc.returncode == 0, err[-3000:]
-    ids = shard_ids(tmp_path / "out")
-    assert len(ids) == len(set(ids)) == 30
-    assert set(ids) == expected_ids(pipeline)
 
 
 def test_staging_knows_finished_tasks_per_source(finished_run):

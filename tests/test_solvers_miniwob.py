@@ -1,4 +1,4 @@
-"""Every shipped MiniWoB++ solver passes MiniWoB's own reward on 12 seeds (`make run`
+"""Every shipped MiniWoB++ solver passes MiniWoB's own reward on 4 seeds (`make run`
 runs each on 44, judged the same way)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from synth.episode import run_episode
 from synth.env import BrowserEnv
 from synth.tasks import load_templates, instantiate
 
-SEEDS = 12
+SEEDS = 4
 TEMPLATES = [tpl for site, tpl in load_templates("templates/tasks/miniwob.yaml") if tpl.solver]
 CONCURRENCY = 4
 
