@@ -85,6 +85,10 @@ def _name(el: Element | None) -> str:
     return f"the {el.role} '{el.name[:40]}'" if el.name else f"the {el.role or el.tag}"
 
 
+element_name = _name
+"""An element in words, as reflections name it (synth/quality/mistakes.py's too)."""
+
+
 def candidates(t: Trajectory, kinds: list[str]) -> list[Mistake]:
     """Every mistake the clean run `t` offers, of the given kinds."""
     out: list[Mistake] = []
