@@ -355,6 +355,18 @@ class MinimalityConfig(BaseModel):
     exhaustive: bool = Field(False, description="try every step, not only the steps that changed nothing")
 
 
+class MistakesConfig(BaseModel):
+    """Real mistakes and their corrections, found and labelled in the
+    trajectories of sources where someone acts and can err (synth/quality/mistakes.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    sources: list[str] = Field(
+        default_factory=lambda: ["bootstrap", "human"],
+        description="source kinds whose trajectories are searched (the LLM agent, labelers; [] turns it off); "
+        "solvers' and exploration's steps are a program's choices, recovery variants come labelled",
+    )
+
+
 class MonologueConfig(BaseModel):
     """Inner monologue written by an LLM for steps without one (Aguvis); the
     client fields are the bootstrap client's (bootstrap/client.py)."""
@@ -473,6 +485,7 @@ class QualityConfig(BaseModel):
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     consistency: ConsistencyConfig = Field(default_factory=ConsistencyConfig)
     minimality: MinimalityConfig = Field(default_factory=MinimalityConfig)
+    mistakes: MistakesConfig = Field(default_factory=MistakesConfig)
     monologue: MonologueConfig = Field(default_factory=MonologueConfig)
     judge_accuracy: JudgeAccuracyConfig = Field(default_factory=JudgeAccuracyConfig)
 

@@ -557,7 +557,7 @@ class ReplayAhead:
                 self.pool.actors = [self.pool.new_actor(i) for i in range(self.config.quality.replay.actors)]
             self.feed.queue.append(ReplayJob(
                 r["trajectory_id"], Task.model_validate(r["task"]), unpack_steps(r["steps"]), r["noop"],
-                q.minimality.mode != "off", q.minimality.exhaustive,
+                q.minimality.mode != "off", q.minimality.exhaustive, r.get("keep", []),
             ))
             self.progress.replay_total += 1
 

@@ -138,7 +138,7 @@ def replay_payload(t: Trajectory, task: dict[str, Any]) -> dict[str, Any]:
 
     return {"trajectory_id": t.trajectory_id, "task": task, "steps": pack_steps(steps_of(t)),
             "noop": noop_steps(t), "key": action_key(t.instruction, [s.action for s in t.steps]),
-            "num_steps": len(t.steps)}
+            "num_steps": len(t.steps), "keep": [i for i, s in enumerate(t.steps) if s.role != "normal"]}
 
 
 @ray.remote

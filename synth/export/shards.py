@@ -258,9 +258,9 @@ def _role(step: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_verdict(traj: dict[str, Any], v: Verdict) -> dict[str, Any]:
-    """A staged row with the quality stage's verdict written in; steps the
-    minimality gate dropped (re-verified by replay) are removed and the rest
-    renumbered."""
+    """A staged row with the quality stage's verdict written in: the roles
+    of the mistakes it found, and steps the minimality gate dropped
+    (re-verified by replay) removed and the rest renumbered."""
     traj.update(
         status=v.status,
         reject_reason=v.reject_reason,
@@ -270,6 +270,12 @@ def apply_verdict(traj: dict[str, Any], v: Verdict) -> dict[str, Any]:
         review=v.review.model_dump() if v.review else traj.get("review"),
     )
     for s in traj["steps"]:
+        if s["index"] in v.labels:  # a real mistake or its correction (synth/quality/mistakes.py)
+            s["role"], reflection = v.labels[s["index"]]
+            if reflection:
+                s["reflection"] = reflection
+                if not (s.get("monologue") and any(s["monologue"].values())):
+                    s["monologue"] = {"observation": "", "thought": reflection, "low_level_instruction": ""}
         generated = v.monologues.get(s["index"])
         if generated is not None and not (s.get("monologue") and any(s["monologue"].values())):
             s["monologue"] = generated.model_dump()

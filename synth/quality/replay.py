@@ -81,6 +81,9 @@ class ReplayJob:
     noop_steps: list[int] = field(default_factory=list)
     minimality: bool = False
     exhaustive: bool = False
+    keep: list[int] = field(default_factory=list)
+    """Steps minimality never tries: a mistake and its recovery (labelled),
+    which a replay without them may well pass."""
 
 
 @dataclass
@@ -176,6 +179,8 @@ class Replayer(BrowserSource):
 
     async def _unnecessary(self, job: ReplayJob) -> list[int]:
         candidates = list(range(len(job.steps) - 1)) if job.exhaustive else job.noop_steps
+        keep = set(job.keep)
+        candidates = [i for i in candidates if i not in keep]
         if not candidates:
             return []
 

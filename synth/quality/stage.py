@@ -1,12 +1,16 @@
 """The quality stage: every staged trajectory, every source, through the gates.
 
-    judge ▸ review ▸ consistency ▸ dedup ▸ replay (▸ minimality)
+    judge ▸ review ▸ (mistakes) ▸ consistency ▸ dedup ▸ replay (▸ minimality)
 
 The stage reads staging once without screenshots, computes a `Verdict` per
 trajectory and hands them to the export, which writes them into the rows.
 Nothing is deleted: a trajectory that fails a gate is written as rejected with
 the gate's name first in its reason (`consistency: loop`, `duplicate: of ...`,
-`replay: judge: ...`). Dedup runs before replay so duplicates cost no browser
+`replay: judge: ...`). A trajectory of a source where someone acts (the
+LLM agent, a labeler) first has its real mistakes and their corrections
+found and labelled (synth/quality/mistakes.py), so the gates after treat them
+as a recovery variant's: consistency does not flag the mistake, minimality
+never tries it or its recovery. Dedup runs before replay so duplicates cost no browser
 time; only judge-passed, consistent trajectories take part in dedup, so every
 group's representative is a good one. If a representative then fails replay,
 the next member of its group is replayed in its place.
@@ -22,7 +26,7 @@ import os
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Collection, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,6 +36,7 @@ from synth.config import QualityConfig
 from synth.faults import crash_point
 from synth.quality.consistency import TemplateConsistency, check
 from synth.quality.dedup import Item, action_key, duplicates
+from synth.quality.mistakes import detect, label, labels
 from synth.quality.replay import ReplayJob, ReplayResult, noop_steps, pack_steps, sampled, steps_of, unpack_steps
 from synth.schema import Monologue, Review, Trajectory
 from synth.tasks import TaskSet
@@ -64,6 +69,8 @@ class Verdict:
     review: Review | None = None
     monologues: dict[int, Monologue] = field(default_factory=dict)
     """Generated inner monologues by (original) step index."""
+    labels: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    """Detected mistakes: (original) step index -> (role, reflection)."""
 
 
 @dataclass
@@ -89,6 +96,12 @@ class _Light:
     """A recovery variant (steps labelled mistake/recovery): deduplicated only
     against other variants, since what sets it apart from the clean run it
     was made from, two or three steps, is exactly what it is for."""
+    marks: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    """Steps labelled here (mistakes the stage found): index -> (role, reflection)."""
+    kinds: list[str] = field(default_factory=list)
+    """The kinds of those mistakes, one per mistake."""
+    keep: list[int] = field(default_factory=list)
+    """Every labelled step (a variant's or found here): minimality never tries them."""
 
 
 def _overridden(reject_reason: str | None, review: Review | None) -> bool:
@@ -99,24 +112,34 @@ def _overridden(reject_reason: str | None, review: Review | None) -> bool:
 
 
 def _light(
-    t: Trajectory, max_steps: int | None, rules: TemplateConsistency | None = None, overridden: bool = False
+    t: Trajectory, max_steps: int | None, rules: TemplateConsistency | None = None, overridden: bool = False,
+    find_mistakes: bool = False,
 ) -> _Light:
     """`overridden`: a reviewer accepted it over its judge, so the gates read
-    it as they read a passing one."""
+    it as they read a passing one. `find_mistakes`: label its real mistakes
+    and their corrections first, so the checks below see them labelled."""
     passed = t.status == "accepted"
     usable = passed or overridden
+    found = detect(t) if find_mistakes else []
+    marks = labels(found)
+    label(t, marks)
     return _Light(
         t.trajectory_id, t.task_id, t.template_id, t.seed, passed, t.reject_reason, len(t.steps),
         action_key(t.instruction, [s.action for s in t.steps]),
         check(t, max_steps, rules) if usable else [], pack_steps(steps_of(t)) if usable else b"",
         noop_steps(t) if usable else [], overridden=overridden,
         labelled=any(st.role != "normal" for st in t.steps),
+        marks=marks, kinds=[d.kind for d in found], keep=[i for i, st in enumerate(t.steps) if st.role != "normal"],
     )
 
 
-def scan(staging_dir: storage.Location, tasks: TaskSet, reviews: dict[str, Review] | None = None) -> list[_Light]:
+def scan(
+    staging_dir: storage.Location, tasks: TaskSet, reviews: dict[str, Review] | None = None,
+    mistake_sources: Collection[str] = (),
+) -> list[_Light]:
     """Every staged trajectory (first copy of each id), screenshots dropped.
-    `reviews`: those that override a failed judge mark their trajectory."""
+    `reviews`: those that override a failed judge mark their trajectory;
+    `mistake_sources`: the source kinds whose real mistakes are labelled."""
     out, seen = [], set()
     for row in staging.iter_rows(staging_dir):
         if row["trajectory_id"] in seen:
@@ -128,7 +151,8 @@ def scan(staging_dir: storage.Location, tasks: TaskSet, reviews: dict[str, Revie
         planned = tasks.contains(t.template_id, t.seed)
         out.append(_light(t, tasks.max_steps(t.template_id) if planned else None,
                           tasks.consistency(t.template_id) if planned else None,
-                          _overridden(t.reject_reason, (reviews or {}).get(t.trajectory_id))))
+                          _overridden(t.reject_reason, (reviews or {}).get(t.trajectory_id)),
+                          find_mistakes=t.source in mistake_sources))
     return out
 
 
@@ -207,7 +231,7 @@ def assess(
     measured judge precision (`quality.judge_accuracy`), or None: no gate."""
     say = on_stage or (lambda name, n: None)
     reviews = read_reviews(out_dir)
-    items = scan(storage.child(out_dir, "staging"), tasks, reviews)
+    items = scan(storage.child(out_dir, "staging"), tasks, reviews, config.mistakes.sources)
     gates: dict[str, Any] = {}
     verdicts: dict[str, Verdict] = {}
     alive: list[_Light] = []
@@ -232,6 +256,8 @@ def assess(
         else:
             verdicts[it.trajectory_id] = Verdict("accepted", None, review=review)
             alive.append(it)
+    for it in items:
+        verdicts[it.trajectory_id].labels = it.marks
 
     if judge_precision is not None:
         gates["judge_accuracy"], alive = _judge_accuracy_gate(config, judge_precision, alive, verdicts)
@@ -296,8 +322,23 @@ def assess(
     say("replay", gates["replay"]["replayed"])
     gates["monologue"] = _monologue_gate(out_dir, config, verdicts, cache_dir or storage.cache_dir(out_dir))
     gates["accepted"] = sum(v.status == "accepted" for v in verdicts.values())
-    order = ("judge", "review", "judge_accuracy", "consistency", "dedup", "replay", "minimality", "monologue", "accepted")
+    gates["mistakes"] = _mistake_counts(config, items, verdicts)
+    order = ("judge", "review", "mistakes", "judge_accuracy", "consistency", "dedup", "replay", "minimality", "monologue", "accepted")
     return verdicts, {k: gates[k] for k in order if k in gates}
+
+
+def _mistake_counts(config: QualityConfig, items: list[_Light], verdicts: dict[str, Verdict]) -> dict[str, Any]:
+    """Real mistakes found and labelled, by kind, in all trajectories and in
+    the accepted ones (their corrections are training data)."""
+    found = [it for it in items if it.kinds]
+    accepted = [it for it in found if verdicts[it.trajectory_id].status == "accepted"]
+    return {
+        "sources": list(config.mistakes.sources),
+        "trajectories": len(found),
+        "accepted": len(accepted),
+        "by_kind": dict(Counter(k for it in found for k in it.kinds)),
+        "accepted_by_kind": dict(Counter(k for it in accepted for k in it.kinds)),
+    }
 
 
 def _judge_accuracy_gate(
@@ -368,20 +409,25 @@ def _replay_gate(
         jobs, results, unknown = [], {}, set()
         for rep in pending:
             it = groups[rep][position[rep]]
-            hit = cache.get(it.trajectory_id, settings)
+            hit = cache.get(it.trajectory_id, _settings_for(settings, it))
             if hit is not None:
                 counts["cached"] += 1
                 results[it.trajectory_id] = hit
             elif (task := tasks.find(it.template_id, it.seed, it.task_id)) is not None:
                 jobs.append(ReplayJob(it.trajectory_id, task, unpack_steps(it.job_steps), it.noop, minimality,
-                                      config.minimality.exhaustive))
+                                      config.minimality.exhaustive, it.keep))
             else:  # its template was edited since: the task it was recorded on is gone
                 counts["task_unknown"] += 1
                 unknown.add(rep)
         pending = [rep for rep in pending if rep not in unknown]
         if jobs:
             fresh = list(replay(jobs))
-            cache.add(fresh, settings)
+            light = {groups[rep][position[rep]].trajectory_id: groups[rep][position[rep]] for rep in pending}
+            by_settings: dict[str, list[ReplayResult]] = {}
+            for r in fresh:
+                by_settings.setdefault(_settings_for(settings, light[r.trajectory_id]), []).append(r)
+            for key, batch in by_settings.items():
+                cache.add(batch, key)
             counts["replayed"] += len(fresh)
             results.update({r.trajectory_id: r for r in fresh})
         retry = []
@@ -399,7 +445,7 @@ def _replay_gate(
                 if r.relocated:
                     counts["relocated"] += 1
                     v.consistency_flags = [*v.consistency_flags, "replay_relocated"]
-                _apply_minimality(config, v, r)
+                _apply_minimality(config, v, r, it.keep)
                 continue
             counts["rejected"] += 1
             v.status, v.reject_reason = "rejected", f"replay: {r.reason or 'the judge failed on replay'}"
@@ -419,8 +465,19 @@ def _replay_gate(
     return counts
 
 
-def _apply_minimality(config: QualityConfig, v: Verdict, r: ReplayResult) -> None:
-    if not r.unnecessary or config.minimality.mode == "off":
+def _settings_for(settings: str, it: _Light) -> str:
+    """The replay cache key of `it`'s replay. A replay made ahead, before the
+    stage labelled its mistakes, may have tried them as unnecessary: with
+    mistakes found here it is replayed again, under a key naming them."""
+    if not it.marks:
+        return settings
+    return f"{settings}/labelled:{','.join(str(i) for i in sorted(it.marks))}"
+
+
+def _apply_minimality(config: QualityConfig, v: Verdict, r: ReplayResult, keep: Collection[int] = ()) -> None:
+    """`keep`: labelled steps. A result that would remove one (cached before
+    they were kept out of minimality's tries) is not used: nothing is removed."""
+    if not r.unnecessary or config.minimality.mode == "off" or set(r.unnecessary) & set(keep):
         return
     steps = ", ".join(str(i) for i in r.unnecessary)
     if config.minimality.mode == "drop":
