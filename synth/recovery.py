@@ -47,13 +47,14 @@ from synth.env import BrowserEnv
 from synth.episode import run_episode
 from synth.quality.consistency import state_key
 from synth.quality.replay import ReplayStep, steps_of
-from synth.schema import Element, Monologue, Observation, Task, Trajectory, Verdict, trajectory_id
+from synth.schema import Action, Element, Monologue, Observation, Task, Trajectory, Verdict, trajectory_id
 from synth.sources import BrowserSource, register_source
 from synth.validate import act, near_misses, typo
 
 KINDS = ("typo", "wrong-option", "wrong-click")
 Kind = Literal["typo", "wrong-option", "wrong-click"]
 TOGGLES = {"checkbox", "switch", "menuitemcheckbox"}
+LASTING = "the mistake left a lasting change in the site's data (not undone by the recovery)"
 
 
 class RecoveryConfig(SourceConfig):
@@ -142,6 +143,31 @@ async def _state(env: BrowserEnv) -> tuple[Any, str]:
     return data, state_key(env.obs) if env.obs is not None else ""
 
 
+async def _mistake(env: BrowserEnv, action: Action, expected: Element | None = None) -> None:
+    """Act the mistake and label it; a mistake the browser could not act is no variant."""
+    start = len(env.steps)
+    await env.step(action, expected=expected)
+    if env.steps[-1].error:
+        raise NotRecovered(f"the mistake failed: {env.steps[-1].error}")
+    _mark(env, start, "mistake")
+
+
+async def _rest(env: BrowserEnv, rest: list[ReplayStep], expected: tuple[Any, str]) -> None:
+    """After the recovery: the step just acted must have worked, the site's
+    data and the page must be the clean run's at this point (a lasting side
+    effect of the mistake fails here), then the rest of the clean run."""
+    if env.steps[-1].error:
+        raise NotRecovered(f"the step after the recovery failed: {env.steps[-1].error}")
+    got = await _state(env)
+    if got[0] != expected[0]:
+        raise NotRecovered(LASTING)
+    if got[1] != expected[1]:
+        raise NotRecovered("the page after the recovery is not the clean run's page at that point")
+    await act(env, rest, aim=True)
+    if not env.finished:
+        await env.settle()
+
+
 def _as_dropped(t: Trajectory) -> None:
     """A variant whose mistake was not undone, or whose rest did not replay,
     is a dropped variant (rejected with the reason), not an error: errors
@@ -222,11 +248,7 @@ class RecoverySource(BrowserSource):
             await act(env, steps[: m.step], aim=True)
             original = steps[m.step]
             url = env.page.url
-            start = len(env.steps)
-            await env.step(original.action.model_copy(update=m.update))
-            if env.steps[-1].error:
-                raise NotRecovered(f"the mistake failed: {env.steps[-1].error}")
-            _mark(env, start, "mistake")
+            await _mistake(env, original.action.model_copy(update=m.update))
             undo = undone["how"] = await self._undo(env, m, url)
             start = len(env.steps)
             if m.kind == "typo":
@@ -245,16 +267,7 @@ class RecoverySource(BrowserSource):
             await env.step(original.action, expected=original.target)
             if undo == "replace" or m.kind == "wrong-option":
                 _mark(env, start, "recovery", reflection(m, undo))  # the right act replaces the wrong choice
-            if env.steps[-1].error:
-                raise NotRecovered(f"the step after the recovery failed: {env.steps[-1].error}")
-            got = await _state(env)
-            if got[0] != expected[0]:
-                raise NotRecovered("the mistake left a lasting change in the site's data (not undone by the recovery)")
-            if got[1] != expected[1]:
-                raise NotRecovered("the page after the recovery is not the clean run's page at that point")
-            await act(env, steps[m.step + 1:], aim=True)
-            if not env.finished:
-                await env.settle()
+            await _rest(env, steps[m.step + 1:], expected)
 
         return policy
 
