@@ -94,6 +94,22 @@ def stats_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[str], l
                    coalesce(any_value(left(regexp_replace(reject_reason, ' at [a-z_]+\.py:\d+$', ''), 100))
                             FILTER (status <> 'accepted'), '') AS a_reason
             FROM trajectories WHERE source = 'recovery' GROUP BY ALL ORDER BY template_id, kind"""
+    # Real mistakes the quality stage found and labelled in other sources'
+    # trajectories (synth/quality/mistakes.py), the kind read off the mistake
+    # step: typed text, a chosen option, a click that left the page or not.
+    if _found_mistakes(con):
+        queries["detected mistakes"] = """
+            WITH s AS (SELECT trajectory_id, source, template_id, status, unnest(steps) AS step
+                       FROM trajectories WHERE source <> 'recovery'),
+                 m AS (SELECT *, lead(split_part(step.url, '#', 1))
+                                   OVER (PARTITION BY trajectory_id ORDER BY step.index) AS next_url FROM s)
+            SELECT source, template_id,
+                   CASE step.action.name WHEN 'type' THEN 'typo' WHEN 'select' THEN 'wrong-option'
+                        ELSE CASE WHEN next_url <> split_part(step.url, '#', 1) THEN 'wrong-page'
+                                  ELSE 'wrong-click' END END AS kind,
+                   count(*) AS mistakes, count(DISTINCT trajectory_id) AS trajectories,
+                   count(DISTINCT trajectory_id) FILTER (status = 'accepted') AS accepted
+            FROM m WHERE step.role = 'mistake' GROUP BY ALL ORDER BY source, template_id, kind"""
     out = {}
     for title, sql in queries.items():
         rel = con.sql(sql)
@@ -105,6 +121,17 @@ def stats_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[str], l
     if rows:
         out["diversity by source and site"] = (columns, rows)
     return out
+
+
+def _found_mistakes(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a trajectory of a source other than recovery variants has a
+    step labelled a mistake (older data has no step roles: no)."""
+    columns = dict((name, str(kind)) for name, kind, *_ in con.sql("DESCRIBE trajectories").fetchall())
+    if "reflection" not in columns.get("steps", ""):  # (written with the step's role; `element` has a role too)
+        return False
+    sql = """SELECT count(*) FROM (SELECT unnest(steps) AS step FROM trajectories WHERE source <> 'recovery')
+             WHERE step.role = 'mistake'"""
+    return con.sql(sql).fetchall()[0][0] > 0
 
 
 def _judge_cost_recorded(con: duckdb.DuckDBPyConnection) -> bool:
