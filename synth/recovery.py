@@ -13,7 +13,10 @@ template has a solver. For each it records, in fresh episodes:
    sibling of the same kind in view (`wrong-click`: the sibling clicked;
    then, as the page reacted, back to the page it left, the sibling clicked
    again where it toggles, or the right element clicked, which replaces the
-   wrong choice);
+   wrong choice), a form sent with text fields filled (`early-submit`: the
+   form sent before one of its empty fields is filled, the others filled as
+   the clean run does; kept only if the site visibly refuses it, then the
+   field filled with the clean run's text and the form sent again);
 3. the clean prefix replayed up to and including that step, in its own
    episode, and the site's state and the page's state read there;
 4. the variant: the prefix, the mistake (`role: mistake`), the recovery
@@ -51,9 +54,13 @@ from synth.schema import Action, Element, Monologue, Observation, Task, Trajecto
 from synth.sources import BrowserSource, register_source
 from synth.validate import act, near_misses, typo
 
-KINDS = ("typo", "wrong-option", "wrong-click")
-Kind = Literal["typo", "wrong-option", "wrong-click"]
+KINDS = ("typo", "wrong-option", "wrong-click", "early-submit")
+Kind = Literal["typo", "wrong-option", "wrong-click", "early-submit"]
 TOGGLES = {"checkbox", "switch", "menuitemcheckbox"}
+TEXT_FIELDS = {"textbox", "searchbox", "spinbutton"}
+ERROR_CLASS = re.compile(r"error|warning|invalid|danger", re.I)
+"""A class token of an element that shows a site's refusal (`error`,
+`system-message warning`, `is-invalid`, `alert-danger`)."""
 LASTING = "the mistake left a lasting change in the site's data (not undone by the recovery)"
 
 
@@ -78,6 +85,9 @@ class Mistake:
     wrong: str
     where: str
     """The element acted on, in words, for the reflection."""
+    skipped: tuple[int, ...] = ()
+    """early-submit: the clean run's steps that fill the field (the click
+    into it, the typing), left out before the mistake and acted as its recovery."""
 
 
 def _name(el: Element | None) -> str:
@@ -104,11 +114,58 @@ def candidates(t: Trajectory, kinds: list[str]) -> list[Mistake]:
             out.append(Mistake("wrong-option", i, update, t.steps[i].action.text or "", update["text"], _name(was)))
         elif "x" in update and "wrong-click" in kinds:
             out.append(Mistake("wrong-click", i, update, was.name, instead.name, instead.role or instead.tag))
+    if "early-submit" in kinds:
+        out += early_submits(t)
     return out
 
 
-def reflection(m: Mistake, undo: str) -> str:
-    """What went wrong and what undoes it, from the mistake and its elements."""
+def _sends_form(t: Trajectory, j: int) -> bool:
+    """Whether step `j` is a click on a button after which another URL
+    loaded: a form sent to the site (MiniWoB's Submit, which loads nothing,
+    is not one: its episode ends instead of the site refusing)."""
+    s = t.steps[j]
+    return (s.action.name == "click" and not s.error and s.element is not None and s.element.role == "button"
+            and j + 1 < len(t.steps) and t.steps[j + 1].observation.url != s.observation.url)
+
+
+def _filled_fields(t: Trajectory, j: int) -> list[tuple[int, int]]:
+    """The empty text fields the clean run fills on the page of the form it
+    sends at step `j`, as (the click into the field, the typing): back from
+    `j` to another URL or an Enter (which sends a form itself)."""
+    url, out = t.steps[j].observation.url, []
+    for i in range(j - 1, 0, -1):
+        s, before = t.steps[i], t.steps[i - 1]
+        if s.observation.url != url or (s.action.name == "press" and (s.action.key or "").endswith("Enter")):
+            break
+        field_el = before.element
+        if (s.action.name == "type" and s.action.text and not s.error and before.action.name == "click"
+                and field_el is not None and field_el.role in TEXT_FIELDS and not field_el.value
+                and before.observation.url == url):
+            out.append((i - 1, i))
+    return out[::-1]
+
+
+def early_submits(t: Trajectory) -> list[Mistake]:
+    """Every form the clean run sends, once for each empty text field it
+    fills there first: the form sent without that field."""
+    out = []
+    for j in range(len(t.steps)):
+        if not _sends_form(t, j):
+            continue
+        for click, typed in _filled_fields(t, j):
+            field_el = t.steps[click].element
+            label = field_el.name.rstrip(" :") if field_el is not None and field_el.name else ""
+            out.append(Mistake("early-submit", j, {}, t.steps[typed].action.text or "", "",
+                               f"'{label}'" if label else _name(field_el), skipped=(click, typed)))
+    return out
+
+
+def reflection(m: Mistake, undo: str, refusal: str = "") -> str:
+    """What went wrong and what undoes it, from the mistake and its elements
+    (and, for an early submit, what the site said when it refused it)."""
+    if m.kind == "early-submit":
+        said = f" ({refusal[:100]!r})" if refusal else ""
+        return f"Submitting without {m.where} was refused{said}: fill in {m.where} with '{m.right}' and submit again."
     if m.kind == "typo":
         return f"I typed '{m.wrong}' into {m.where} instead of '{m.right}'; select its text and type '{m.right}'."
     if m.kind == "wrong-option":
@@ -168,6 +225,65 @@ async def _rest(env: BrowserEnv, rest: list[ReplayStep], expected: tuple[Any, st
         await env.settle()
 
 
+async def _document(env: BrowserEnv) -> float:
+    """Which document the page shows (its time origin: a new one per load)."""
+    return await env.page.evaluate("() => performance.timeOrigin")
+
+
+_BLOCKED = """origin => {
+  // the same document: nothing was sent; the browser reports a blocked
+  // submit by focusing the first field that fails its constraints
+  if (performance.timeOrigin !== origin) return null;
+  const el = document.activeElement;
+  if (!el || !el.willValidate || !el.form || el.form.noValidate || !el.matches(":invalid")) return null;
+  return el.validationMessage || null;
+}"""
+
+
+def _shows_error(e: Element) -> bool:
+    return bool(e.name) and (e.role == "alert" or any(ERROR_CLASS.search(c) for c in e.html_class.split()))
+
+
+def _message(obs: Observation, e: Element) -> str:
+    """An error element's text without its own controls' names in front
+    (Trac's "close" link before "Warning: ...")."""
+    text = e.name
+    for child in obs.elements:
+        if child.parent == e.id and child.role in ("link", "button") and text.startswith(child.name):
+            text = text[len(child.name):].lstrip()
+    return text or e.name
+
+
+async def refusal(env: BrowserEnv, before: Observation | None, document: float) -> str | None:
+    """What the site said refusing the form just sent, or None if it did not
+    visibly refuse: the browser's validation message of the field it
+    stopped at (HTML5 constraints, the form not sent), else an error or
+    warning on the page it answered with that `before` did not show."""
+    blocked = await env.page.evaluate(_BLOCKED, document)
+    if blocked:
+        return blocked
+    if env.obs is None:
+        return None
+    old = {e.name for e in before.elements if _shows_error(e)} if before is not None else set()
+    new = [e for e in env.obs.elements if _shows_error(e) and e.name not in old]
+    if not new:
+        return None
+    return _message(env.obs, min(new, key=lambda e: (not e.in_view, e.role != "alert", len(e.name))))
+
+
+def _on_page(env: BrowserEnv, recorded: Element | None, what: str) -> Element:
+    """The recorded element on the page as it is now (the same role and
+    name, the same HTML id where it has one): acted by its id, so it is
+    scrolled to wherever the refusal left it."""
+    if recorded is None or env.obs is None:
+        raise NotRecovered(f"{what} was not recorded")
+    same = [e for e in env.obs.elements if e.role == recorded.role and e.name == recorded.name]
+    found = [e for e in same if e.html_id == recorded.html_id] or same
+    if not found:
+        raise NotRecovered(f"{what} ({_name(recorded)}) is not on the page that refused the form")
+    return found[0]
+
+
 def _as_dropped(t: Trajectory) -> None:
     """A variant whose mistake was not undone, or whose rest did not replay,
     is a dropped variant (rejected with the reason), not an error: errors
@@ -223,7 +339,7 @@ class RecoverySource(BrowserSource):
             return self._dropped(task, f"the solver's own run failed ({clean.reject_reason})")
         options = candidates(clean, list(self.config.kinds))  # type: ignore[attr-defined]
         if not options:
-            return self._dropped(task, "no mistake point (no typed value, list or sibling to take instead)")
+            return self._dropped(task, "no mistake point (no typed value, list, sibling or sent form to take instead)")
         m = random.Random(task.task_id).choice(options)
         steps = steps_of(clean)
         reference: dict[str, Any] = {}
@@ -236,7 +352,9 @@ class RecoverySource(BrowserSource):
         if "state" not in reference:
             return self._dropped(task, f"the clean prefix did not replay ({ref.reject_reason})")
         undone: dict[str, str] = {}
-        t = await self._episode(task, self._variant(m, steps, reference["state"], undone), f"{task.solver}:{m.kind}@{m.step}")
+        policy = (self._early_submit(m, steps, reference["state"]) if m.kind == "early-submit"
+                  else self._variant(m, steps, reference["state"], undone))
+        t = await self._episode(task, policy, f"{task.solver}:{m.kind}@{m.step}")
         _as_dropped(t)
         if undone.get("how") == "back":  # the wrong click opened another page: its own kind of mistake
             t.source_detail = t.source_detail.replace(":wrong-click@", ":wrong-page@")
@@ -267,6 +385,31 @@ class RecoverySource(BrowserSource):
             await env.step(original.action, expected=original.target)
             if undo == "replace" or m.kind == "wrong-option":
                 _mark(env, start, "recovery", reflection(m, undo))  # the right act replaces the wrong choice
+            await _rest(env, steps[m.step + 1:], expected)
+
+        return policy
+
+    @staticmethod
+    def _early_submit(m: Mistake, steps: list[ReplayStep], expected: tuple[Any, str]) -> Any:
+        """The form sent without the field `m.skipped` fills (the clean run's
+        other steps up to the submit acted as recorded), kept only if the
+        site refuses it visibly; then the field filled on the page it
+        answered with, the form sent again, the state checked and the rest."""
+        async def policy(env: BrowserEnv, obs: Observation) -> None:
+            await act(env, [s for i, s in enumerate(steps[: m.step]) if i not in m.skipped], aim=True)
+            before, shown, document = await _state(env), env.obs, await _document(env)
+            submit, field_step = steps[m.step], steps[m.skipped[0]]
+            await _mistake(env, submit.action, submit.target)
+            said = await refusal(env, shown, document)
+            if (await _state(env))[0] != before[0]:
+                raise NotRecovered(LASTING)  # the site took the form: whatever it made stays
+            if said is None:
+                raise NotRecovered("the site did not refuse the early submit (no validation message, no error shown)")
+            start = len(env.steps)
+            await env.click(_on_page(env, field_step.target, "the field"))
+            await env.type(steps[m.skipped[-1]].action.text or "")
+            await env.click(_on_page(env, submit.target, "the submit button"))
+            _mark(env, start, "recovery", reflection(m, "refill", said))
             await _rest(env, steps[m.step + 1:], expected)
 
         return policy

@@ -1,11 +1,13 @@
 """Recovery variants, recorded in a real Chromium on MiniWoB++, the shop and
 Trac, verified by judge, replay and the state after the recovery; a mistake
-with a lasting side effect is dropped; the mistake is never a training target."""
+with a lasting side effect is dropped; a form sent too early counts only where
+the site refuses it; the mistake is never a training target."""
 
 from __future__ import annotations
 
 import http.server
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +21,7 @@ from synth.export.formats import FORMATS, steps
 from synth.judges import JudgeContext, register_judge
 from synth.quality.consistency import check
 from synth.quality.replay import ReplayJob, Replayer, noop_steps, steps_of
+from synth import recovery as recovery_module
 from synth.recovery import RecoveryConfig, RecoverySource
 from synth.schema import JudgeSpec, Task, Verdict
 from synth.sites.base import Setup, Site, register_site
@@ -176,6 +179,157 @@ async def test_a_mistake_with_a_lasting_side_effect_is_dropped():
     assert t.status == "rejected" and t.error is None
     assert t.reject_reason.startswith("recovery: the mistake left a lasting change in the site's data"), t.reject_reason
     assert labelled(t)[0] == ("click", "mistake")
+
+
+# ---------------------------------------------------------------- a form sent too early
+
+
+def _state_reads(monkeypatch) -> list[tuple[list[str], Any]]:
+    """Every state read of the recovery source, with the roles of the steps
+    recorded when it was read (the read whose last step is a recovery step
+    is the check right after the recovery)."""
+    reads: list[tuple[list[str], Any]] = []
+    state = recovery_module._state
+
+    async def spy(env):
+        got = await state(env)
+        reads.append(([s.role for s in env.steps], got))
+        return got
+
+    monkeypatch.setattr(recovery_module, "_state", spy)
+    return reads
+
+
+async def test_an_early_submit_on_a_real_application(recovery, replayer, monkeypatch):
+    """Trac refuses a new ticket without a summary with a warning on the form
+    it answers with: the variant sends the form before typing the summary,
+    then types it and sends the form again; it replays as recorded."""
+    pytest.importorskip("trac")
+    monkeypatch.setattr(recovery, "config", RecoveryConfig(kinds=["early-submit"]))
+    reads = _state_reads(monkeypatch)
+    task = tasks_from(ROOT / "apps/trac/templates", ["create-ticket"], seeds=1)[0]
+    summary = task.instruction.split('summary "', 1)[1].rstrip('".')
+    t = await recovery.run(task)
+    assert t.status == "accepted" and t.verdict.passed, t.reject_reason
+    assert t.source_detail.split(":")[-1].startswith("early-submit@"), t.source_detail
+    mistake = next(i for i, s in enumerate(t.steps) if s.role == "mistake")
+    assert t.steps[mistake].element.name == "Create ticket"
+    assert not any(s.action.name == "type" for s in t.steps[:mistake])  # the summary not typed yet
+    refused, fix = t.steps[mistake + 1].observation, t.steps[mistake + 1]
+    assert any("Tickets must contain a summary" in e.name for e in refused.elements), "no refusal shown"
+    assert fix.role == "recovery" and fix.monologue.thought == fix.reflection
+    assert fix.reflection.startswith("Submitting without 'Summary' was refused ('Warning: "), fix.reflection
+    recovered = [s for s in t.steps if s.role == "recovery"]
+    assert [s.action.text for s in recovered if s.action.name == "type"] == [summary]
+    assert recovered[-1].element.name == "Create ticket"
+    # the state read right after the recovery is the clean prefix's (read first, in its own episode)
+    after = [got for roles, got in reads if roles and roles[-1] == "recovery"]
+    assert after == [reads[0][1]] and reads[0][1][0]["tickets"], after
+    assert check(t) == []
+    result = await replayer.verify(ReplayJob(t.trajectory_id, task, steps_of(t)))
+    assert result.passed, result.reason
+
+
+class _Form(http.server.BaseHTTPRequestHandler):
+    """A form that adds an item by name, then lists the items on another
+    page. Its Name field is `required` (the browser will not send it empty)
+    or not (the site then adds an item without a name: made by mistake)."""
+
+    items: ClassVar[list[str]] = []
+    required: ClassVar[bool] = True
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if self.path == "/items":
+            return self._send("<!doctype html><ul>" + "".join(f"<li>{i}</li>" for i in self.items) + "</ul>")
+        field = "<input name=name" + (" required>" if self.required else ">")
+        self._send(f'<!doctype html><form method=post action="/add"><label>Name {field}</label><button>Add</button></form>')
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+        self.items.append(parse_qs(body, keep_blank_values=True).get("name", [""])[0])
+        self.send_response(303)
+        self.send_header("Location", "/items")
+        self.end_headers()
+
+    def _send(self, html: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(html.encode())))
+        self.end_headers()
+        self.wfile.write(html.encode())
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@register_site
+class FormSite(Site):
+    name: ClassVar[str] = "test-form"
+
+    def __init__(self) -> None:
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Form)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    async def setup(self, page, task):
+        _Form.items[:] = []  # one episode at a time: a fresh store each
+        await page.goto(f"http://127.0.0.1:{self.server.server_port}/")
+        return Setup(instruction="Add the item Delta.")
+
+    async def state(self, page, task) -> dict[str, Any]:
+        return {"items": list(_Form.items)}
+
+    async def stop(self) -> None:
+        self.server.shutdown()
+
+
+@register_judge("test_only_delta_added")
+async def only_delta_added(ctx: JudgeContext) -> Verdict:
+    items = (await ctx.state())["items"]
+    ok = items == ["Delta"]
+    return Verdict(passed=ok, score=float(ok), reason="" if ok else f"items: {items}")
+
+
+@register_solver("test.add-delta")
+async def add_delta(env, obs):
+    await env.click(obs.find("Name", role="textbox"))
+    obs = await env.type("Delta")
+    await env.click(obs.find("Add", role="button"))
+    await env.done()
+
+
+@pytest.mark.parametrize("required", [True, False], ids=["browser-refuses", "site-accepts"])
+async def test_an_early_submit_counts_only_where_the_site_refuses_it(recovery, monkeypatch, required):
+    """Where the browser refuses the empty required field (HTML5), its
+    validation message is the refusal and the variant is kept; where the site
+    takes the form and adds a nameless item, the state check drops the
+    variant with its reason."""
+    monkeypatch.setattr(recovery, "config", RecoveryConfig(kinds=["early-submit"]))
+    monkeypatch.setattr(_Form, "required", required)
+    task = Task(task_id="form-0", template_id="test/add-delta", site="test-form", seed=0,
+                instruction="Add the item Delta.", judge=JudgeSpec(type="test_only_delta_added"), solver="test.add-delta")
+    t = await recovery.run(task)
+    assert labelled(t)[0] == ("click", "mistake"), labelled(t)
+    if required:
+        assert t.status == "accepted", t.reject_reason
+        fix = t.steps[next(i for i, s in enumerate(t.steps) if s.role == "mistake") + 1]
+        assert fix.observation.url.endswith("/") and fix.observation.find("Name", role="textbox").focused
+        said = re.fullmatch(r"Submitting without 'Name' was refused \('(.+)'\): fill in 'Name' with 'Delta' and "
+                            r"submit again\.", fix.reflection or "")
+        assert said, fix.reflection  # the browser's validation message, quoted
+        assert labelled(t) == [("click", "mistake"), ("click", "recovery"), ("type", "recovery"), ("click", "recovery")]
+    else:
+        assert t.status == "rejected" and t.error is None
+        assert t.reject_reason.startswith("recovery: the mistake left a lasting change in the site's data"), t.reject_reason
+
+
+async def test_an_early_submit_needs_a_form_the_run_sends(recovery, monkeypatch):
+    """MiniWoB's enter-text types into a field and clicks Submit, which loads
+    no other page (MiniWoB ends the episode, no site refuses anything): no
+    early submit is tried, and the task counts as having no mistake point."""
+    monkeypatch.setattr(recovery, "config", RecoveryConfig(kinds=["early-submit"]))
+    t = await recovery.run(tasks_from(MINIWOB, ["enter-text"], seeds=1)[0])
+    assert t.status == "rejected" and t.error is None and not t.steps
+    assert t.reject_reason.startswith("recovery: no mistake point"), t.reject_reason
 
 
 # ---------------------------------------------------------------- the mistake is never a training target
