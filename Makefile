@@ -6,6 +6,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synth-installed
 PIPELINE ?= pipelines/web.yaml
+# Test files run in TEST_WORKERS processes (pytest-xdist), a file's tests together
+# (they share module fixtures: a finished run, a cluster); much of the suite
+# waits on Ray, subprocesses and servers, so two workers use two cores better.
+TEST_WORKERS ?= 2
 
 .PHONY: run test install chromium bench clean
 
@@ -13,7 +17,7 @@ run: install chromium
 	$(BIN)/synth run $(PIPELINE)
 
 test: install chromium
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 install: $(STAMP)
 
