@@ -278,6 +278,13 @@ class ExportConfig(BaseModel):
         description="native files each trainer's own code reads, written to <output_dir>/native/<name>/ on every "
         "run: aguvis (stage1/stage2 JSON + images/), cogagent (finetune.py's train/dev JSONL + images/)",
     )
+    images: Literal["inline", "files"] = Field(
+        "inline",
+        description="how the Parquet SFT views hold screenshots: inline (each config self-contained: `datasets` "
+        "decodes them, the Hub's viewer shows them) or files (each distinct screenshot once under data/images/, "
+        "the views name it by a path from the dataset root: LLaMA-Factory and ms-swift (ROOT_IMAGE_DIR) read "
+        "them, `datasets` gives the path); steps and sft-openai stay inline",
+    )
 
     @field_validator("formats")
     @classmethod

@@ -312,7 +312,7 @@ def execute(
     progress.stage = "export"
     notify(progress)
     stats = export(out_dir, config.export.rows_per_shard, config.export.row_group_mb, verdicts, formats=config.export.formats,
-                   native=config.export.native)
+                   native=config.export.native, images=config.export.images)
     if progress.nodes:
         extra["nodes_this_run"] = dict(progress.nodes)
     m = manifest(config.name, stats, config.model_dump(mode="json"), {**extra, "gates": gates})

@@ -55,6 +55,7 @@ def manifest(name: str, stats: ExportStats, config: dict[str, Any], extra: dict[
         "sft_samples": dict(stats.sft_samples),
         "sft_left_out": {n: dict(sorted(c.items())) for n, c in stats.sft_left_out.items()},
         "native": dict(stats.native),
+        "images": dict(stats.images),
         "versions": versions(),
         "config": config,
         **(extra or {}),
@@ -117,7 +118,7 @@ trajectories are kept with their reason; filter on `status = 'accepted'` to trai
 ## Configs
 
 {configs}
-
+{_image_files(m)}
 {_example(sft_names)}
 
 {_training(sft_names)}## Counts
@@ -168,6 +169,21 @@ def _example(names: list[str]) -> str:
     lines += [f"{sft.FORMATS[n].config.replace('-', '_')} = {_jsonl_load(n)}  # JSONL files, not a config"
               for n in names if sft.FORMATS[n].extension != "parquet"]
     return "```python\n" + "\n".join(lines) + "\n```"
+
+
+def _image_files(m: dict[str, Any]) -> str:
+    """What the views' image columns hold when the screenshots are files
+    (`export.images: files`, synth/export/images.py); nothing when inline."""
+    images = m.get("images") or {}
+    if images.get("storage") != "files":
+        return ""
+    return (
+        f"\nThe `sft-*` Parquet configs name their screenshots instead of holding them: `image`/`images` are paths "
+        f"from this folder's root to PNG files under `data/images/` ({images['files']} files, "
+        f"{images['bytes'] / 2**20:.1f} MiB, each distinct screenshot once). `datasets` gives the path as a string "
+        "(open it under the dataset root, or `hf_hub_download` it from the Hub); LLaMA-Factory finds them from "
+        "`dataset_dir`, ms-swift with `ROOT_IMAGE_DIR=<this folder>`. `steps` holds every screenshot itself.\n"
+    )
 
 
 def _left_out(m: dict[str, Any], name: str) -> str:

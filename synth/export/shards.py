@@ -31,6 +31,7 @@ from synth import staging, storage
 from synth.faults import crash_point
 from synth.actions import to_aguvis
 from synth.export import formats as sft
+from synth.export import images as shared
 from synth.schema import STEPS_SCHEMA, TRAJECTORIES_SCHEMA, Action, Observation
 
 if TYPE_CHECKING:
@@ -185,6 +186,9 @@ class ExportStats:
     """Steps a format left out (it cannot express them), by format and reason."""
     native: dict[str, int] = field(default_factory=dict)
     """Rows per native file written (`export.native`), e.g. `aguvis/stage2.json`."""
+    images: dict[str, Any] = field(default_factory=lambda: {"storage": "inline"})
+    """How the SFT views hold screenshots (synth/export/images.py); with
+    `files`, the files written under `data/images/` and their bytes."""
 
 
 def step_rows(traj: dict[str, Any]) -> Iterable[tuple[dict[str, Any], int]]:
@@ -295,6 +299,7 @@ def export(
     verdicts: dict[str, Verdict] | None = None,
     formats: Sequence[str] | None = None,
     native: Sequence[str] = (),
+    images: shared.ImageStorage = "inline",
 ) -> ExportStats:
     """Rebuild `out_dir/data/` from `out_dir/staging/`, with the quality
     stage's `verdicts` applied. A trajectory id met a second time (a batch
@@ -304,7 +309,9 @@ def export(
     all registered): each gets `data/sft-<name>/`, built in the same pass from
     the trajectories whose status, verdict applied, is accepted. `native`
     (synth/export/native.py) are then written from the new `data/steps` to
-    `out_dir/native/<name>/`."""
+    `out_dir/native/<name>/`. `images="files"` writes the Parquet SFT views'
+    screenshots once each to `data/images/` and has the views name them
+    (synth/export/images.py); `steps` and JSONL views stay inline."""
     fs, root = storage.resolve(out_dir)
     names = sft.check_names(sft.FORMATS if formats is None else formats)
     _remove_leftovers(fs, root)
@@ -316,15 +323,8 @@ def export(
     steps = ShardWriter(
         fs, storage.join(tmp, "steps"), hf_schema(STEPS_SCHEMA, IMAGE_COLUMNS["steps"]), rows_per_shard, group_bytes
     )
-    writers: dict[str, ShardWriter | JsonlShardWriter] = {}
-    for name in names:
-        fmt = sft.FORMATS[name]
-        folder = storage.join(tmp, fmt.config)
-        writers[name] = (
-            ShardWriter(fs, folder, hf_schema(fmt.schema, fmt.image_columns), rows_per_shard, group_bytes)
-            if fmt.schema is not None
-            else JsonlShardWriter(fs, folder, rows_per_shard)
-        )
+    store = shared.ImageStore(fs, storage.join(tmp, shared.FOLDER)) if images == "files" else None
+    writers = {name: _sft_writer(fs, tmp, sft.FORMATS[name], rows_per_shard, group_bytes, store) for name in names}
     try:
         for traj in staging.iter_rows(storage.child(out_dir, "staging")):
             if traj["trajectory_id"] in seen:
@@ -342,7 +342,7 @@ def export(
                         if isinstance(sample, sft.LeftOut):
                             stats.sft_left_out.setdefault(name, Counter())[sample.reason] += 1
                             continue
-                        writer.write(sample, sft.sample_bytes(sample) if isinstance(writer, ShardWriter) else 0)
+                        writer.write(*_sample(sft.FORMATS[name], sample, writer, store))
                         stats.sft_samples[name] += 1
             _count(stats, traj)
         trajectories.close()
@@ -357,12 +357,42 @@ def export(
                 writer.abort()
         storage.delete_dir(fs, tmp)
         raise
+    if store is not None:
+        stats.images = {"storage": "files", "files": len(store.written), "bytes": store.bytes}
     _write_dataset_info(fs, root, "messages" in names)
     if native:
         from synth.export.native import write_native
 
         stats.native = write_native(out_dir, list(native)).rows
     return stats
+
+
+def _sft_writer(
+    fs: pafs.FileSystem, tmp: str, fmt: sft.SFTFormat, rows_per_shard: int, group_bytes: int,
+    store: shared.ImageStore | None,
+) -> ShardWriter | JsonlShardWriter:
+    """A view's writer: Parquet (its image columns as paths when `store`
+    holds the images) or JSONL."""
+    folder = storage.join(tmp, fmt.config)
+    if fmt.schema is None:
+        return JsonlShardWriter(fs, folder, rows_per_shard)
+    if store is not None and fmt.image_columns:
+        schema = hf_schema(shared.path_schema(fmt.schema, fmt.image_columns))
+    else:
+        schema = hf_schema(fmt.schema, fmt.image_columns)
+    return ShardWriter(fs, folder, schema, rows_per_shard, group_bytes)
+
+
+def _sample(
+    fmt: sft.SFTFormat, sample: dict[str, Any], writer: ShardWriter | JsonlShardWriter, store: shared.ImageStore | None
+) -> tuple[dict[str, Any], int]:
+    """The row a view's writer gets for a sample, and its size hint (the
+    image bytes count only where the row holds them)."""
+    if isinstance(writer, JsonlShardWriter):
+        return sample, 0
+    if store is not None and fmt.image_columns:
+        sample = shared.to_paths(sample, fmt.image_columns, store)
+    return sample, sft.sample_bytes(sample)
 
 
 def _remove_leftovers(fs: pafs.FileSystem, root: str) -> None:
