@@ -1,8 +1,9 @@
 """`synth push`: a run's dataset folder to the Hugging Face Hub.
 
 What goes up is the dataset as `datasets` reads it: `data/` (every config's
-shards), the card (`README.md`, whose `configs:` the Hub's viewer follows),
-`manifest.json` and LLaMA-Factory's `dataset_info.json`. Staging, the quality
+shards, and with `export.images: files` the screenshots under `data/images/`
+that the SFT views name: push refuses an output missing one), the card
+(`README.md`, whose `configs:` the Hub's viewer follows), `manifest.json` and LLaMA-Factory's `dataset_info.json`. Staging, the quality
 caches and the annotation queue stay home: they are working state, and the
 queue holds labelers' session hashes.
 
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from synth import storage
+from synth.export.images import referenced_files
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitOperationAdd, HfApi
@@ -72,6 +74,12 @@ def plan_push(out_dir: storage.Location) -> PushPlan:
     files = list(filter_repo_objects(sorted(sizes), allow_patterns=PUSHED, ignore_patterns=IGNORED))
     if not any(f.startswith("data/") for f in files):
         raise FileNotFoundError(f"{storage.child(out_dir, 'data')}: no shards to push")
+    missing = sorted(referenced_files(fs, root) - set(files))
+    if missing:
+        raise FileNotFoundError(
+            f"{storage.child(out_dir, 'data')}: {len(missing)} image files the SFT views name are missing "
+            f"(e.g. {missing[0]}); rebuild the export with `synth run`"
+        )
     if "configs:" not in storage.read_text(fs, card):
         raise ValueError(
             f"{storage.child(out_dir, 'README.md')}: the card has no `configs:`; rebuild it with `synth run`"
