@@ -36,7 +36,7 @@ from synth.export.shards import export
 from synth.quality.replay import ReplayJob, ReplayResult, sampled, unpack_steps
 from synth.quality.stage import ReplayCache, assess, replay_settings
 from synth.schema import Task
-from synth.tasks import TaskSet, seed_range, select_templates
+from synth.tasks import TaskList, TaskSet, seed_range, select_templates
 from synth.workers import Pool, PipelineError, ReplayActor, SourceActor, drive
 
 MIN_EPISODES_FOR_FAILURE_CHECK = 20
@@ -182,7 +182,7 @@ class Job:
 
     kind: str
     config: SourceConfig
-    tasks: TaskSet
+    tasks: TaskSet | TaskList
 
 
 @dataclass
@@ -240,6 +240,10 @@ def prepare(config_path: Path | str, limit: int | None = None) -> Plan:
         reason = cls.unavailable(source_config)
         if reason:
             skipped[kind] = reason
+            continue
+        own = cls.plan(source_config, tasks)
+        if own is not None:  # a source with a plan of its own (exploration walks)
+            jobs.append(Job(kind, source_config, own))
             continue
         selected = tasks.where(lambda t: cls.selects(t, source_config))
         seeds = getattr(source_config, "seeds_per_template", None)  # a source that takes a few seeds of each
@@ -306,6 +310,7 @@ def execute(
                 reference=[p.config_path.parent.resolve() / r for r in config.quality.dedup.reference],
                 cache_dir=cache_dir,
                 judge_precision=p.judge_precision,
+                proposing=[job.kind for job in p.jobs if _proposes(job.kind)],
             )
         except KeyboardInterrupt:
             return RunResult(out_dir, run_id, progress, {}, interrupted=True)
@@ -333,6 +338,12 @@ def run(
     return execute(prepare(config_path, limit), address=address, on_progress=on_progress)
 
 
+def _proposes(kind: str) -> bool:
+    from synth.sources import get_source
+
+    return get_source(kind).proposes
+
+
 def _actor_resources(source: SourceConfig) -> dict[str, Any]:
     resources: dict[str, Any] = {"num_cpus": source.num_cpus}
     if source.memory_mb:
@@ -345,11 +356,24 @@ def _still_to_do(job: Job, staged: pa.Table | None) -> tuple[Iterator[Task], int
     they come (skipping the staged ones), and how many there are."""
     if staged is None:
         return iter(job.tasks), len(job.tasks)
-    mine = staged.filter(pc.equal(staged["source"], job.kind))
-    done = set(mine["task_id"].to_pylist())
-    rows = zip(mine["task_id"].to_pylist(), mine["template_id"].to_pylist(), mine["seed"].to_pylist(), strict=True)
-    planned_done = len({task_id for task_id, template_id, seed in rows if job.tasks.contains(template_id, seed)})
+    done = _done(staged, job.kind)
+    planned_done = sum(job.tasks.contains(template_id, seed) for template_id, seed in done.values())
     return (t for t in job.tasks if t.task_id not in done), len(job.tasks) - planned_done
+
+
+def _done(staged: pa.Table | None, kind: str) -> dict[str, tuple[str, int]]:
+    """The planned tasks (id: (template id, seed)) with a staged trajectory of
+    source `kind` (a proposing source's trajectories carry the tasks they
+    proposed: `Source.planned` names the planned task they came from)."""
+    from synth.sources import get_source
+
+    if staged is None:
+        return {}
+    cls = get_source(kind)
+    mine = staged.filter(pc.equal(staged["source"], kind))
+    rows = zip(mine["task_id"].to_pylist(), mine["template_id"].to_pylist(), mine["seed"].to_pylist(), strict=True)
+    planned = (cls.planned(*row) for row in rows)
+    return {task_id: (template_id, seed) for task_id, template_id, seed in planned}
 
 
 def _record(
@@ -381,7 +405,7 @@ def _record(
             notify(progress)
 
         def still_todo(batch: list[Task], kind: str = job.kind) -> list[Task]:
-            done = staging.finished_task_ids(staging_dir, source=kind)
+            done = _done(staging.table(staging_dir, ["task_id", "template_id", "seed", "source"]), kind)
             return [t for t in batch if t.task_id not in done]
 
         pool = Pool(job.kind, new_actor, job.config.actors, tasks, config.ray.batch_size, on_results,
@@ -409,7 +433,7 @@ def _count(progress: Progress, pool: Pool, summaries: list[dict[str, Any]]) -> N
             progress.stopped[pool.name] = summary["stopped"]
             progress.total -= summary["not_run"] + pool.stop(summary["stopped"])
             continue
-        progress.done += 1
+        progress.done += summary.get("task_done", True)  # a walk's segments count as one task
         progress.steps += summary["steps"]
         progress.nodes[summary.get("node", "")] += 1
         by["done"] += 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from playwright.async_api import Browser, Playwright, async_playwright
 
@@ -25,6 +25,9 @@ from synth.episode import run_episode
 from synth.plugins import Registry
 from synth.schema import Task, Trajectory
 from synth.sites import SITES, Site, get_site
+
+if TYPE_CHECKING:
+    from synth.tasks import TaskList, TaskSet
 
 
 class SourceExhausted(Exception):
@@ -57,6 +60,28 @@ class Source(ABC):
     def unavailable(cls, config: SourceConfig) -> str | None:
         """Why this source cannot run with `config` (None: it can)."""
         return None
+
+    @classmethod
+    def plan(cls, config: SourceConfig, planned: "TaskSet") -> "TaskList | None":
+        """Tasks this source plans itself (an exploration's walks), or None:
+        it runs the planned tasks it `selects`."""
+        return None
+
+    proposes: ClassVar[bool] = False
+    """Its trajectories are recorded with tasks it proposed while running
+    (their `task_config`), not with planned ones; `run_all` runs a task of
+    its own plan and returns every trajectory it made."""
+
+    @classmethod
+    def planned(cls, task_id: str, template_id: str, seed: int) -> tuple[str, str, int]:
+        """(task id, template id, seed) of the planned task a staged trajectory
+        of this source was made for (resume skips those): its own task's,
+        except for a source that proposes tasks."""
+        return task_id, template_id, seed
+
+    async def run_all(self, task: Task) -> list[Trajectory]:
+        """Every trajectory one task of this source's plan makes (`proposes`)."""
+        return [await self.run(task)]
 
     @abstractmethod
     async def setup(self) -> None: ...

@@ -53,7 +53,7 @@ import functools
 import json
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import jinja2
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -486,3 +486,45 @@ class TaskSet:
         """The selections whose first task `keep` accepts, with all their seeds:
         sources choose tasks per template."""
         return TaskSet([sel for sel, first in zip(self.selections, self.first_tasks, strict=True) if keep(first)])
+
+
+class TaskList:
+    """Tasks a source plans itself (an exploration's walks), with TaskSet's
+    interface: a short fixed list, no templates behind it."""
+
+    def __init__(self, tasks: Sequence[Task]) -> None:
+        self.tasks = list(tasks)
+        self._keys = {(t.template_id, t.seed) for t in self.tasks}
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks)
+
+    def contains(self, template_id: str, seed: int) -> bool:
+        return (template_id, seed) in self._keys
+
+
+class RunTasks:
+    """The tasks of a run: the planned ones (templates, found again by
+    template and seed) and those its sources proposed while running (an
+    exploration's hindsight tasks), known by the task config recorded with
+    their trajectory. The quality stage asks this what it asks a TaskSet."""
+
+    def __init__(self, planned: TaskSet, proposed: Iterable[Task] = ()) -> None:
+        self.planned = planned
+        self.proposed: dict[str, Task] = {t.task_id: t for t in proposed}
+        self._proposed_keys = {(t.template_id, t.seed) for t in self.proposed.values()}
+
+    def contains(self, template_id: str, seed: int) -> bool:
+        return self.planned.contains(template_id, seed) or (template_id, seed) in self._proposed_keys
+
+    def find(self, template_id: str, seed: int, task_id: str) -> Task | None:
+        return self.proposed.get(task_id) or self.planned.find(template_id, seed, task_id)
+
+    def max_steps(self, template_id: str) -> int | None:
+        return self.planned.max_steps(template_id)
+
+    def consistency(self, template_id: str) -> TemplateConsistency | None:
+        return self.planned.consistency(template_id)

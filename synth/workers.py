@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import signal
 import sys
 import threading
@@ -74,15 +75,19 @@ class SourceActor(_Worker):
 
         await self._start(self.source)
 
-        async def one(task: Task):
+        async def one(task: Task) -> list[Trajectory] | SourceExhausted:
             async with self.gate:
                 try:
-                    return await self._attempts(task)
+                    if self.source.proposes:  # one task of its own plan, many trajectories
+                        return await self.source.run_all(task)
+                    return [await self._attempts(task)]
                 except SourceExhausted as e:
                     return e
 
         results = await asyncio.gather(*(one(Task.model_validate(t)) for t in tasks))
-        trajectories = [r for r in results if not isinstance(r, SourceExhausted)]
+        made = [r for r in results if not isinstance(r, SourceExhausted)]
+        trajectories = [t for ts in made for t in ts]
+        last = {ts[-1].trajectory_id for ts in made if ts}
         if trajectories:
             # Encoding and fsync take a while; off the loop, the other episodes
             # on this browser keep going meanwhile.
@@ -91,8 +96,9 @@ class SourceActor(_Worker):
         by_id = {t["task_id"]: t for t in tasks}
         summaries: list[dict[str, Any]] = [
             {"task_id": t.task_id, "status": t.status, "steps": len(t.steps), "cost_usd": t.cost_usd,
-             "error": t.error, "node": node,
-             **({"replay": replay_payload(t, by_id[t.task_id])} if self.replay_ahead and t.status == "accepted" else {})}
+             "error": t.error, "node": node, "task_done": t.trajectory_id in last,
+             **({"replay": replay_payload(t, by_id.get(t.task_id) or json.loads(t.task_config))}
+                if self.replay_ahead and t.status == "accepted" else {})}
             for t in trajectories
         ]
         stopped = [str(r) for r in results if isinstance(r, SourceExhausted)]

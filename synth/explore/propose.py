@@ -70,11 +70,15 @@ async def template_free(evidence: Evidence, segment: list[Any], site: str) -> tu
     return evidence.instruction, "evidence"
 
 
-def seed_task(site: str, start_url: str | None, seed: int, params: dict[str, Any] | None = None) -> Task:
+def seed_task(site: str, start_url: str | None, seed: int, params: dict[str, Any] | None = None,
+              segment: str | None = None) -> Task:
     """The task an exploration episode starts from: no instruction, a judge
-    that never passes (a segment that proposes nothing is recorded rejected)."""
+    that never passes (a segment that proposes nothing is recorded rejected).
+    `segment` (a walk's id and the segment's place in it) keeps the ids of
+    two segments from the same page apart."""
+    key = (site, start_url, seed) if segment is None else (site, start_url, seed, segment)
     return Task(
-        task_id=stable_id("explore-seed", site, start_url, seed), template_id=f"explore/{site}", site=site,
+        task_id=stable_id("explore-seed", *key), template_id=f"explore/{site}", site=site,
         start_url=start_url, params=dict(params or {}), seed=seed,
         judge=JudgeSpec(type="state_match", path="$.__explore__", expected=True),
     )
@@ -210,7 +214,7 @@ def proposed_task(seed: Task, start_url: str, instruction: str, evidence: Eviden
     judge = evidence.judge
     assert judge is not None
     return Task(
-        task_id=stable_id("explore", seed.site, start, instruction, judge.model_dump()),
+        task_id=stable_id("explore", seed.task_id, start, instruction, judge.model_dump()),
         template_id=f"explore/{seed.site}/{evidence.kind}", site=seed.site, instruction=instruction,
         start_url=start, params={**seed.params, "route": route_of(start_url)}, judge=judge, seed=seed.seed,
         max_steps=max(seed.max_steps, 10),

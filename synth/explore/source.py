@@ -1,17 +1,28 @@
 """The exploration source: `sources.explore` in a pipeline.
 
-A BrowserSource like the others (browser, sites, page pool); `run(task)`
-explores one segment from a seed task (`template_id` `explore/<site>`) and
-returns its trajectory, recorded with the task it proposes. `explore()` is
-the whole route for one site: segments, proposals, feasibility (cold replay
-trimmed by minimality, dedup against existing instructions), the accepted
-trajectories and the rejected proposals with their reasons.
+A BrowserSource like the others (browser, sites, page pool). In `synth run`
+it plans its own tasks: `walks` walks per site (`explore/<site>`, seed
+`seed + i`), each `segments` segments long from a fresh memory and a random
+generator seeded by the walk, so the same walk always makes the same
+segments. `run_all(walk)` returns one trajectory per segment, recorded with
+the task it proposes (its `task_config`; the seed task when it proposes
+nothing), and the actor stages the walk as one batch: after a kill a walk
+is either staged whole or run again whole, to the same ids. The quality
+stage treats each proposal as a task of the run: judge, consistency, dedup
+of instructions against the templates' and the other proposals', replay on
+a cold page with the derived judge, minimality.
+
+`run(task)` explores one segment from a seed task; `explore()` is the whole
+route for one site outside a pipeline: segments, proposals, feasibility
+(cold replay trimmed by minimality, dedup against existing instructions),
+the accepted trajectories and the rejected proposals with their reasons.
 """
 
 from __future__ import annotations
 
+import copy
 import random
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Sequence
 
 from pydantic import Field
 
@@ -21,15 +32,21 @@ from synth.explore import feasibility
 from synth.explore.propose import Proposal, Writer, explore_segment, seed_task, template_free
 from synth.explore.walk import Memory, Walker
 from synth.quality.replay import Replayer
-from synth.schema import Task, Trajectory
+from synth.episode import lost_to_infrastructure
+from synth.schema import JudgeSpec, Task, Trajectory, stable_id
 from synth.sources import BrowserSource, register_source
+
+if TYPE_CHECKING:
+    from synth.tasks import TaskList, TaskSet
 
 
 class ExploreConfig(SourceConfig):
     """Exploration with hindsight tasks (synth.explore)."""
 
     sites: list[str] = Field(default_factory=list, description="sites to explore (default: the planned tasks' sites)")
-    segments: int = Field(50, gt=0, description="segments (episodes) per site")
+    segments: int = Field(50, gt=0, description="segments (episodes) per walk (`explore()`: per site)")
+    walks: int = Field(1, gt=0, description="`synth run`: walks per site, each from a fresh memory, seeded "
+                       "seed, seed + 1, ...; a walk is one task (its segments are staged together)")
     budget_steps: int = Field(8, gt=0, description="steps a segment may take before it stops")
     seed: int = Field(0, description="the walk's random seed")
     content_seed: int = Field(0, description="the sites' content seed")
@@ -72,14 +89,25 @@ class ExploreSource(BrowserSource):
         start one segment)."""
         return task.template_id.startswith("explore/")
 
+    proposes: ClassVar[bool] = True
+
     @classmethod
-    def unavailable(cls, config: SourceConfig) -> str | None:
-        # The pipeline plans tasks from templates and finds each trajectory's
-        # task again by template and seed (staging, the replay gate); a
-        # proposed task is neither, so `synth run` skips this source with one
-        # line rather than fail on its first trajectory.
-        return ("`synth run` does not plan exploration yet: run ExploreSource.explore() "
-                "or bench/diversity.py (README: Tasks beyond templates)")
+    def plan(cls, config: SourceConfig, planned: "TaskSet") -> "TaskList":
+        """`walks` walks of each site (`sites`, else the planned tasks' sites)."""
+        from synth.tasks import TaskList
+
+        c = cls.typed_config(config)
+        assert isinstance(c, ExploreConfig)
+        sites = c.sites or sorted({t.site for t in planned.first_tasks})
+        return TaskList([walk_task(site, c.seed + i, c.content_seed, c.segments) for site in sites
+                         for i in range(c.walks)])
+
+    @classmethod
+    def planned(cls, task_id: str, template_id: str, seed: int) -> tuple[str, str, int]:
+        """A segment's trajectory (`explore/<site>[/<kind>]`, the walk's seed)
+        belongs to the walk `explore/<site>` of that seed."""
+        site = template_id.split("/")[1]
+        return walk_id(site, seed), f"explore/{site}", seed
 
     def detail(self, task: Task) -> str:
         return "explore"
@@ -99,9 +127,9 @@ class ExploreSource(BrowserSource):
         self.writer = template_free
         await super().teardown()
 
-    def walker(self, site: str) -> Walker:
-        memory = self.memories.setdefault(site, Memory())
-        return Walker(memory, self.rng, self.config.budget_steps, extra_words=self._content_words(site))
+    def walker(self, site: str, memory: Memory | None = None, rng: random.Random | None = None) -> Walker:
+        memory = memory if memory is not None else self.memories.setdefault(site, Memory())
+        return Walker(memory, rng or self.rng, self.config.budget_steps, extra_words=self._content_words(site))
 
     def _content_words(self, site: str) -> list[str]:
         """Short text values of a sandbox site's content tables (none for the others)."""
@@ -117,19 +145,47 @@ class ExploreSource(BrowserSource):
         words = [str(v) for rows in tables.values() for row in rows[:40] for v in row.values() if isinstance(v, str)]
         return random.Random(self.config.seed).sample(words, min(200, len(words)))
 
-    async def propose(self, task: Task) -> Proposal:
-        memory = self.memories.setdefault(task.site, Memory())
-        walker = self.walker(task.site)
-        walker.form_mode = self.rng.random() < self.config.form_share and bool(memory.form_routes)
+    async def propose(self, task: Task, memory: Memory | None = None, rng: random.Random | None = None,
+                      segment: str | None = None) -> Proposal:
+        """One segment from `task` (a seed), sharing `memory` and `rng` (the
+        source's own per site by default); `segment` names it in its ids."""
+        memory = memory if memory is not None else self.memories.setdefault(task.site, Memory())
+        rng = rng or self.rng
+        walker = self.walker(task.site, memory, rng)
+        walker.form_mode = rng.random() < self.config.form_share and bool(memory.form_routes)
         own = task.template_id.startswith("explore/")
-        start = (task.start_url if own else None) or memory.start_url(self.rng, form=walker.form_mode)
+        start = (task.start_url if own else None) or memory.start_url(rng, form=walker.form_mode)
         params = {"content_seed": task.params.get("content_seed", self.config.content_seed)}
-        seed = seed_task(task.site, start, task.seed, params)
+        seed = seed_task(task.site, start, task.seed, params, segment)
         return await explore_segment(await self.env(seed), seed, walker, self.writer, run_id=self.run_id,
                                      timeout_s=self.episode_timeout_s, answer_share=self.config.answer_share)
 
+    async def run_all(self, task: Task) -> list[Trajectory]:
+        """A walk: `segments` segments from a fresh memory and a generator
+        seeded by the walk, one trajectory each (see `run`). A segment lost
+        to the browser is run again on a fresh one from the same memory and
+        generator state, so a retry does not change the walk."""
+        memory, rng = Memory(), random.Random(stable_id("explore-walk-rng", task.site, task.seed))
+        out = []
+        for i in range(int(task.params.get("segments", self.config.segments))):
+            for attempt in range(self.config.episode_retries + 1):
+                saved, state, generation = copy.deepcopy(memory), rng.getstate(), self.generation
+                t = self.recorded(await self.propose(task, memory, rng, segment=f"{task.task_id}/{i}"))
+                if not lost_to_infrastructure(t) or attempt == self.config.episode_retries:
+                    break
+                memory = saved
+                rng.setstate(state)
+                await self.recover(generation)
+            out.append(t)
+        return out
+
     async def run(self, task: Task) -> Trajectory:
-        proposal = await self.propose(task)
+        return self.recorded(await self.propose(task))
+
+    @staticmethod
+    def recorded(proposal: Proposal) -> Trajectory:
+        """The segment's trajectory, rejected with the proposal's reason when
+        it proposes nothing the quality stage could accept."""
         t = proposal.segment
         if proposal.status == "rejected" and t.status == "accepted":
             t = t.model_copy(update={"status": "rejected", "reject_reason": proposal.reason})
@@ -156,3 +212,15 @@ class ExploreSource(BrowserSource):
             episode_timeout_s=self.episode_timeout_s))
         replayer._playwright, replayer._browser, replayer._sites = self._playwright, self._browser, self._sites
         return replayer
+
+
+def walk_id(site: str, seed: int) -> str:
+    return stable_id("explore-walk", site, seed)
+
+
+def walk_task(site: str, seed: int, content_seed: int, segments: int) -> Task:
+    """A walk of `site` (a task of the explore source's own plan): its seed
+    seeds the walk; its judge never passes (a walk is judged segment by segment)."""
+    return Task(task_id=walk_id(site, seed), template_id=f"explore/{site}", site=site, seed=seed,
+                params={"content_seed": content_seed, "segments": segments},
+                judge=JudgeSpec(type="state_match", path="$.__explore__", expected=True))

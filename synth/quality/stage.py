@@ -35,11 +35,11 @@ from synth import staging, storage
 from synth.config import QualityConfig
 from synth.faults import crash_point
 from synth.quality.consistency import TemplateConsistency, check
-from synth.quality.dedup import Item, action_key, duplicates
+from synth.quality.dedup import Item, action_key, duplicates, near_duplicate_groups
 from synth.quality.mistakes import detect, label, labels
 from synth.quality.replay import ReplayJob, ReplayResult, noop_steps, pack_steps, sampled, steps_of, unpack_steps
-from synth.schema import Monologue, Review, Trajectory
-from synth.tasks import TaskSet
+from synth.schema import Monologue, Review, Task, Trajectory
+from synth.tasks import RunTasks, TaskSet
 
 Replay = Callable[[list[ReplayJob]], Iterable[ReplayResult]]
 
@@ -102,6 +102,10 @@ class _Light:
     """The kinds of those mistakes, one per mistake."""
     keep: list[int] = field(default_factory=list)
     """Every labelled step (a variant's or found here): minimality never tries them."""
+    instruction: str = ""
+    proposed: Task | None = None
+    """The task a proposing source (exploration) recorded it with: a task of
+    the run known by its `task_config`, not by the template plan."""
 
 
 def _overridden(reject_reason: str | None, review: Review | None) -> bool:
@@ -113,7 +117,7 @@ def _overridden(reject_reason: str | None, review: Review | None) -> bool:
 
 def _light(
     t: Trajectory, max_steps: int | None, rules: TemplateConsistency | None = None, overridden: bool = False,
-    find_mistakes: bool = False,
+    find_mistakes: bool = False, proposed: Task | None = None,
 ) -> _Light:
     """`overridden`: a reviewer accepted it over its judge, so the gates read
     it as they read a passing one. `find_mistakes`: label its real mistakes
@@ -130,16 +134,18 @@ def _light(
         noop_steps(t) if usable else [], overridden=overridden,
         labelled=any(st.role != "normal" for st in t.steps),
         marks=marks, kinds=[d.kind for d in found], keep=[i for i, st in enumerate(t.steps) if st.role != "normal"],
+        instruction=t.instruction, proposed=proposed,
     )
 
 
 def scan(
     staging_dir: storage.Location, tasks: TaskSet, reviews: dict[str, Review] | None = None,
-    mistake_sources: Collection[str] = (),
+    mistake_sources: Collection[str] = (), proposing: Collection[str] = (),
 ) -> list[_Light]:
     """Every staged trajectory (first copy of each id), screenshots dropped.
     `reviews`: those that override a failed judge mark their trajectory;
-    `mistake_sources`: the source kinds whose real mistakes are labelled."""
+    `mistake_sources`: the source kinds whose real mistakes are labelled;
+    `proposing`: the source kinds whose trajectories carry their own task."""
     out, seen = [], set()
     for row in staging.iter_rows(staging_dir):
         if row["trajectory_id"] in seen:
@@ -148,11 +154,12 @@ def scan(
         for s in row["steps"]:
             s["observation"]["screenshot"] = None
         t = Trajectory.model_validate(row)
-        planned = tasks.contains(t.template_id, t.seed)
-        out.append(_light(t, tasks.max_steps(t.template_id) if planned else None,
+        proposed = Task.model_validate_json(t.task_config) if t.source in proposing and t.task_config else None
+        planned = proposed is None and tasks.contains(t.template_id, t.seed)
+        out.append(_light(t, proposed.max_steps if proposed else tasks.max_steps(t.template_id) if planned else None,
                           tasks.consistency(t.template_id) if planned else None,
                           _overridden(t.reject_reason, (reviews or {}).get(t.trajectory_id)),
-                          find_mistakes=t.source in mistake_sources))
+                          find_mistakes=t.source in mistake_sources, proposed=proposed))
     return out
 
 
@@ -224,14 +231,21 @@ def assess(
     on_stage: Callable[[str, int], None] | None = None,
     cache_dir: str | None = None,
     judge_precision: dict[str, float | None] | None = None,
+    proposing: Collection[str] = (),
 ) -> tuple[dict[str, Verdict], dict[str, Any]]:
     """Verdicts for every staged trajectory, and per-gate counts. `cache_dir`
     is the local folder for the monologue gate's reply cache (SQLite; default
     `storage.cache_dir(out_dir)`). `judge_precision`: each template's
-    measured judge precision (`quality.judge_accuracy`), or None: no gate."""
+    measured judge precision (`quality.judge_accuracy`), or None: no gate.
+    `proposing`: source kinds whose trajectories carry the task they
+    proposed (exploration): those tasks are the run's too, and their
+    instructions must be no near duplicate of a planned task's or of an
+    earlier proposal's."""
     say = on_stage or (lambda name, n: None)
     reviews = read_reviews(out_dir)
-    items = scan(storage.child(out_dir, "staging"), tasks, reviews, config.mistakes.sources)
+    items = scan(storage.child(out_dir, "staging"), tasks, reviews, config.mistakes.sources, proposing)
+    planned = tasks
+    run_tasks = RunTasks(tasks, [it.proposed for it in items if it.proposed is not None])
     gates: dict[str, Any] = {}
     verdicts: dict[str, Verdict] = {}
     alive: list[_Light] = []
@@ -283,6 +297,7 @@ def assess(
     # dedup, against each other and against previously accepted data
     groups: dict[str, list[_Light]] = {it.trajectory_id: [it] for it in alive}
     if config.dedup.enabled and alive:
+        alive, gates["proposals"] = _proposal_instructions(config, planned, alive, verdicts)
         ref = reference_keys(reference)
         dedup_items = [Item(f"ref:{i}", k, True, 0) for i, k in enumerate(ref)]
         dedup_items += [Item(it.trajectory_id, it.key, True, it.num_steps) for it in alive if not it.labelled]
@@ -290,6 +305,7 @@ def assess(
         variants = [Item(it.trajectory_id, it.key, True, it.num_steps) for it in alive if it.labelled]
         if variants:
             dup.update(duplicates(variants, config.dedup.threshold, config.dedup.num_perm, config.dedup.tolerance))
+        dup = _with_instruction_groups(dup, alive, config.dedup.threshold or 1.0)
         groups = {}
         for it in alive:
             rep = dup.get(it.trajectory_id, it.trajectory_id)
@@ -310,7 +326,7 @@ def assess(
     say("dedup", len(groups))
 
     # replay (and minimality) on each group's representative
-    gates["replay"] = _replay_gate(out_dir, config, tasks, groups, verdicts, replay)
+    gates["replay"] = _replay_gate(out_dir, config, run_tasks, groups, verdicts, replay)
     # counted after replay: a member promoted in place of a failed
     # representative is no longer a duplicate
     gates["dedup"] = {
@@ -323,8 +339,65 @@ def assess(
     gates["monologue"] = _monologue_gate(out_dir, config, verdicts, cache_dir or storage.cache_dir(out_dir))
     gates["accepted"] = sum(v.status == "accepted" for v in verdicts.values())
     gates["mistakes"] = _mistake_counts(config, items, verdicts)
-    order = ("judge", "review", "mistakes", "judge_accuracy", "consistency", "dedup", "replay", "minimality", "monologue", "accepted")
+    order = ("judge", "review", "mistakes", "judge_accuracy", "consistency", "proposals", "dedup", "replay", "minimality", "monologue", "accepted")
     return verdicts, {k: gates[k] for k in order if k in gates}
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _proposal_instructions(
+    config: QualityConfig, planned: TaskSet, alive: list[_Light], verdicts: dict[str, Verdict]
+) -> tuple[list[_Light], dict[str, Any]]:
+    """Reject proposed tasks whose instruction is an exact or near duplicate
+    (word 3-gram Jaccard >= the dedup threshold) of a planned task's (a
+    template's instance) or of a trajectory's of another source: a template
+    covers them already. Among proposals the dedup groups decide (below)."""
+    proposals = [it for it in alive if it.proposed is not None]
+    if not proposals:
+        return alive, {"in": 0}
+    existing = sorted({_norm(t.instruction) for t in planned if t.instruction}
+                      | {_norm(it.instruction) for it in alive if it.proposed is None and it.instruction})
+    texts = existing + [_norm(it.instruction) for it in proposals]
+    groups = near_duplicate_groups(texts, config.dedup.threshold or 1.0)
+    rejected = set()
+    for j, it in enumerate(proposals):
+        head = groups[len(existing) + j]
+        if head < len(existing):
+            v = verdicts[it.trajectory_id]
+            v.status, v.reject_reason = "rejected", f"duplicate: the instruction of a planned task {existing[head]!r}"
+            v.duplicate_of = "template"
+            rejected.add(it.trajectory_id)
+    return [it for it in alive if it.trajectory_id not in rejected], {
+        "in": len(proposals), "rejected_as_template": len(rejected)}
+
+
+def _with_instruction_groups(dup: dict[str, str], alive: list[_Light], threshold: float) -> dict[str, str]:
+    """`dup` ({id: representative}) with proposals whose instructions are near
+    duplicates of each other joined into one group, so one of them is kept
+    (and the next stands in if it fails replay)."""
+    proposals = [it for it in alive if it.proposed is not None]
+    if len(proposals) < 2:
+        return dup
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    def union(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:  # a reference (previously accepted data) stays its group's root
+            parent[rb if not rb.startswith("ref:") else ra] = ra if not rb.startswith("ref:") else rb
+
+    for tid, rep in dup.items():
+        union(rep, tid)
+    groups = near_duplicate_groups([_norm(it.instruction) for it in proposals], threshold)
+    for j, head in enumerate(groups):
+        union(proposals[head].trajectory_id, proposals[j].trajectory_id)
+    return {it.trajectory_id: find(it.trajectory_id) for it in alive if find(it.trajectory_id) != it.trajectory_id}
 
 
 def _mistake_counts(config: QualityConfig, items: list[_Light], verdicts: dict[str, Verdict]) -> dict[str, Any]:
