@@ -230,11 +230,10 @@ async def test_exploring_datasette_proposes_views_with_state_judges():
         await source.teardown()
 
 
-def test_synth_stats_has_a_diversity_table_and_the_pipeline_skips_exploration_with_a_reason():
+def test_synth_stats_has_a_diversity_table():
     import duckdb
     import pyarrow as pa
 
-    from synth.explore.source import ExploreConfig, ExploreSource
     from synth.query import stats_tables
 
     step = pa.struct([("url", pa.string()), ("action", pa.struct([("name", pa.string())]))])
@@ -252,7 +251,6 @@ def test_synth_stats_has_a_diversity_table_and_the_pipeline_skips_exploration_wi
     cols, out = stats_tables(con)["diversity by source and site"]
     assert cols[:4] == ["source", "site", "accepted", "distinct"]
     assert out[0][:4] == ("explore", "shop", 1, 1) and out[0][7] == "1.0 (2)" and out[0][8] == "1.0 (1)"
-    assert "does not plan exploration" in ExploreSource.unavailable(ExploreConfig())
 
 
 @pytest.mark.timeout(600)
@@ -275,3 +273,68 @@ async def test_with_an_endpoint_the_llm_writes_the_instruction_and_the_judge_sta
             assert p.segment.source_detail == "llm:mock-agent"
             assert p.task.instruction.startswith(("Go to the", "Look up", "Change the", "Create a new", "Delete"))
             assert p.task.instruction != p.evidence.instruction and p.task.judge == p.evidence.judge
+
+
+# ---------------------------------------------------------------- `synth run` (real Ray, real Chromium)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_synth_run_explores_the_shop_and_a_rerun_changes_nothing(tmp_path):
+    """One walk of 3 segments on the shop through `synth run`: every segment
+    reaches the shards with its source, the task it proposed (a program
+    judge derived from the evidence) and the stage's verdict; an accepted
+    proposal passed replay on a cold page. A rerun of the finished run
+    records nothing and exports the same ids, each once."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "out"
+    pipeline = tmp_path / "explore.yaml"
+    pipeline.write_text(f"""
+name: explore-test
+output_dir: {out}
+tasks:   # planned, not run (solver off): the instructions proposals must not repeat
+  - {{templates: {root / 'templates/tasks/shop'}, include: [filter-listing], seeds_per_template: 2}}
+browser: {{executable_path: auto, headless: true}}
+sources:
+  solver: {{enabled: false}}
+  explore: {{walks: 1, segments: 3, budget_steps: 4, seed: 1, contexts_per_actor: 1}}
+quality:
+  replay: {{actors: 1, contexts_per_actor: 2}}
+  minimality: {{mode: drop}}
+ray: {{batch_size: 1, num_cpus: 2}}
+""")
+
+    def run() -> list[dict]:
+        done = subprocess.run([sys.executable, "-m", "synth.cli", "run", str(pipeline)], capture_output=True,
+                              text=True, timeout=800, cwd=root)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return pq.read_table(out / "data" / "trajectories").to_pylist()
+
+    first = run()
+    staged = sorted(p.name for p in (out / "staging").glob("*.parquet"))
+    assert len(first) == 3 and {r["source"] for r in first} == {"explore"}
+    accepted = [r for r in first if r["status"] == "accepted"]
+    assert accepted, [r["reject_reason"] for r in first]
+    for r in first:
+        task = json.loads(r["task_config"])
+        assert r["status"] == "accepted" or r["reject_reason"], r["trajectory_id"]
+        assert r["template_id"].startswith("explore/shop") and task["task_id"] == r["task_id"]
+    for r in accepted:
+        task = json.loads(r["task_config"])
+        assert r["template_id"].startswith("explore/shop/") and task["instruction"] == r["instruction"]
+        assert task["judge"]["type"] in PROGRAM_JUDGES and r["replay_passed"] is True
+    gates = json.loads((out / "manifest.json").read_text())["gates"]
+    assert gates["proposals"]["in"] >= len(accepted) and gates["replay"]["task_unknown"] == 0
+
+    second = run()
+    assert sorted(p.name for p in (out / "staging").glob("*.parquet")) == staged  # nothing recorded again
+    ids = [r["trajectory_id"] for r in second]
+    assert len(ids) == len(set(ids)) and sorted(ids) == sorted(r["trajectory_id"] for r in first)
+    assert {r["trajectory_id"]: r["status"] for r in second} == {r["trajectory_id"]: r["status"] for r in first}
