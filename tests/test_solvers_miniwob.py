@@ -14,7 +14,7 @@ from synth.tasks import load_templates, instantiate
 
 SEEDS = 4
 TEMPLATES = [tpl for site, tpl in load_templates("templates/tasks/miniwob.yaml") if tpl.solver]
-CONCURRENCY = 4
+CONCURRENCY = 2  # pages at once in the one browser: make test runs another file beside this one
 
 
 def test_enough_solvers():
