@@ -41,7 +41,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Iterable, Literal
 
 from pydantic import Field
 
@@ -50,7 +50,7 @@ from synth.env import BrowserEnv
 from synth.episode import run_episode
 from synth.quality.consistency import state_key
 from synth.quality.replay import ReplayStep, steps_of
-from synth.schema import Action, Element, Monologue, Observation, Task, Trajectory, Verdict, trajectory_id
+from synth.schema import Action, Element, Monologue, Observation, Step, Task, Trajectory, Verdict, trajectory_id
 from synth.sources import BrowserSource, register_source
 from synth.validate import act, near_misses, typo
 
@@ -90,14 +90,11 @@ class Mistake:
     into it, the typing), left out before the mistake and acted as its recovery."""
 
 
-def _name(el: Element | None) -> str:
+def element_name(el: Element | None) -> str:
+    """An element in words, as reflections name it."""
     if el is None:
         return "the page"
     return f"the {el.role} '{el.name[:40]}'" if el.name else f"the {el.role or el.tag}"
-
-
-element_name = _name
-"""An element in words, as reflections name it (synth/quality/mistakes.py's too)."""
 
 
 def candidates(t: Trajectory, kinds: list[str]) -> list[Mistake]:
@@ -108,10 +105,10 @@ def candidates(t: Trajectory, kinds: list[str]) -> list[Mistake]:
             if s.action.name == "type" and s.action.text and len(s.action.text) >= 2 and i > 0:
                 field_el = t.steps[i - 1].element if t.steps[i - 1].action.name == "click" else None
                 out.append(Mistake("typo", i, {"text": typo(s.action.text)}, s.action.text,
-                                   typo(s.action.text), _name(field_el) if field_el else "the field"))
+                                   typo(s.action.text), element_name(field_el) if field_el else "the field"))
     for i, update, was, instead in near_misses(t):
         if "text" in update and "wrong-option" in kinds:
-            out.append(Mistake("wrong-option", i, update, t.steps[i].action.text or "", update["text"], _name(was)))
+            out.append(Mistake("wrong-option", i, update, t.steps[i].action.text or "", update["text"], element_name(was)))
         elif "x" in update and "wrong-click" in kinds:
             out.append(Mistake("wrong-click", i, update, was.name, instead.name, instead.role or instead.tag))
     if "early-submit" in kinds:
@@ -156,7 +153,7 @@ def early_submits(t: Trajectory) -> list[Mistake]:
             field_el = t.steps[click].element
             label = field_el.name.rstrip(" :") if field_el is not None and field_el.name else ""
             out.append(Mistake("early-submit", j, {}, t.steps[typed].action.text or "", "",
-                               f"'{label}'" if label else _name(field_el), skipped=(click, typed)))
+                               f"'{label}'" if label else element_name(field_el), skipped=(click, typed)))
     return out
 
 
@@ -178,13 +175,20 @@ def reflection(m: Mistake, undo: str, refusal: str = "") -> str:
     return f"I clicked {wrong} instead of {right}; click {right}."
 
 
-def _mark(env: BrowserEnv, since: int, role: str, why: str | None = None) -> None:
-    for step in env.steps[since:]:
+def mark(steps: Iterable[Step], role: str, why: str | None = None) -> None:
+    """Label `steps` with `role`; with `why`, a recovery's reflection, which
+    is also the thought of a step that has none (synth/quality/mistakes.py
+    labels the real mistakes it finds with this too)."""
+    for step in steps:
         step.role = role  # type: ignore[assignment]
         if why:
             step.reflection = why
             if step.monologue is None:
                 step.monologue = Monologue(thought=why)
+
+
+def _mark(env: BrowserEnv, since: int, role: str, why: str | None = None) -> None:
+    mark(env.steps[since:], role, why)
 
 
 class NotRecovered(RuntimeError):
@@ -280,7 +284,7 @@ def _on_page(env: BrowserEnv, recorded: Element | None, what: str) -> Element:
     same = [e for e in env.obs.elements if e.role == recorded.role and e.name == recorded.name]
     found = [e for e in same if e.html_id == recorded.html_id] or same
     if not found:
-        raise NotRecovered(f"{what} ({_name(recorded)}) is not on the page that refused the form")
+        raise NotRecovered(f"{what} ({element_name(recorded)}) is not on the page that refused the form")
     return found[0]
 
 

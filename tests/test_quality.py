@@ -223,12 +223,12 @@ async def test_a_judges_expected_value_grounds_a_computed_answer_only(env, make_
 
 
 def test_typed_text_is_grounded_by_words_not_by_fragments():
-    from synth.quality.consistency import _grounded
+    from synth.quality.consistency import grounded
 
-    assert _grounded("Agustina", 'Enter "agustina" into the field')
-    assert _grounded("2010-05-20", "Enter 05/20/2010 as the date")
-    assert not _grounded("7", "Copyright 2017")  # a digit inside another number grounds nothing
-    assert not _grounded("ab", "grab a bag")
+    assert grounded("Agustina", 'Enter "agustina" into the field')
+    assert grounded("2010-05-20", "Enter 05/20/2010 as the date")
+    assert not grounded("7", "Copyright 2017")  # a digit inside another number grounds nothing
+    assert not grounded("ab", "grab a bag")
 
 
 def test_templates_declare_their_consistency_rules(tmp_path):

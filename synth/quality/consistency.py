@@ -89,7 +89,7 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
-def _grounded(text: str, haystack: str) -> bool:
+def grounded(text: str, haystack: str) -> bool:
     """Whether typed text comes from what the agent read: every word of it
     (case aside) is a word there, not a fragment of one ("05/20/2010" grounds
     "2010-05-20"; "2017" does not ground "7")."""
@@ -141,7 +141,7 @@ def computed_answers(traj: Trajectory) -> tuple[set[str], int | None]:
     return answers, typed[-1] if typed else None
 
 
-def _page_text(obs: Observation) -> str:
+def page_text(obs: Observation) -> str:
     return " ".join(f"{e.name} {e.value or ''}" for e in obs.elements)
 
 
@@ -173,7 +173,7 @@ def step_flags(step: Step, instruction: str, seen_text: str, answers: Collection
                 x, y = obs.denormalise(a.x, a.y)
                 if not step.element.box.contains(x, y):
                     flags.add("click_outside_target")
-    if a.name in ("type", "answer") and a.text and not _grounded(a.text, instruction + " " + seen_text):
+    if a.name in ("type", "answer") and a.text and not grounded(a.text, instruction + " " + seen_text):
         if not answers or _normalised(a.text) not in answers:
             flags.add("typed_text_ungrounded" if a.name == "type" else "answer_ungrounded")
     return flags
@@ -196,7 +196,7 @@ def check(traj: Trajectory, max_steps: int | None = None, rules: TemplateConsist
     if rules is not None and rules.typed_text == "computed":
         answers, last_typed = computed_answers(traj)
     for i, step in enumerate(traj.steps):
-        seen_text += " " + _page_text(step.observation)
+        seen_text += " " + page_text(step.observation)
         mine = answers | ({_normalised(step.action.text or "")} if i == last_typed else set())
         if step.role != "mistake":  # a recovery variant's deliberate mistake is wrong by design
             flags |= step_flags(step, traj.instruction, seen_text, mine)

@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 from urllib.parse import urldefrag
 
-from synth.quality.consistency import _grounded, _page_text
-from synth.recovery import TOGGLES, Mistake, element_name, reflection
-from synth.schema import Element, Monologue, Observation, Step, Trajectory
+from synth.quality.consistency import grounded, page_text
+from synth.recovery import TOGGLES, Mistake, element_name, mark, reflection
+from synth.schema import Element, Observation, Step, Trajectory
 
 KINDS = ("typo", "wrong-option", "wrong-click", "wrong-page")
 PASSIVE = {"scroll", "hover"}
@@ -268,12 +268,12 @@ def _read_there(t: Trajectory, i: int, j: int) -> bool:
     seen, there = t.instruction, ""
     for k, s in enumerate(t.steps):
         if i < k <= j:
-            there += " " + _page_text(s.observation)
+            there += " " + page_text(s.observation)
         else:
-            seen += " " + _page_text(s.observation)
+            seen += " " + page_text(s.observation)
         text = s.action.text
-        if k > j and s.action.name in ("type", "answer") and text and not _grounded(text, seen):
-            if _grounded(text, seen + there):
+        if k > j and s.action.name in ("type", "answer") and text and not grounded(text, seen):
+            if grounded(text, seen + there):
                 return True
     return False
 
@@ -309,12 +309,6 @@ def labels(found: list[Detected]) -> dict[int, tuple[str, str | None]]:
 
 
 def label(t: Trajectory, marks: dict[int, tuple[str, str | None]]) -> None:
-    """Write `marks` into `t`'s steps as synth.recovery does: a recovery step
-    with no thought of its own gets the reflection as its thought."""
+    """Write `marks` into `t`'s steps as synth.recovery labels its variants."""
     for k, (role, why) in marks.items():
-        step = t.steps[k]
-        step.role = role  # type: ignore[assignment]
-        if why:
-            step.reflection = why
-            if step.monologue is None:
-                step.monologue = Monologue(thought=why)
+        mark([t.steps[k]], role, why)
