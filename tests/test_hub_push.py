@@ -29,16 +29,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from synth import staging
-from synth.episode import run_episode
-from synth.env import BrowserEnv
-from synth.export.card import card, manifest
 from synth.export.hub import plan_push
-from synth.export.shards import export
-from synth.sites import miniwob
-from synth.solver import get_solver
 
 from hub_server import Fault, HubServer
+from outputs import record, write_output
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN, OTHER = "hf_test_token_me", "hf_test_token_someone_else"
@@ -50,27 +44,7 @@ that 1 row per shard makes more than 256 files."""
 
 @pytest_asyncio.fixture(scope="module")
 async def recorded(browser, miniwob_site) -> list:
-    env = BrowserEnv(browser, miniwob_site)
-    out = []
-    try:
-        for name, seed in TASKS:
-            t = await run_episode(env, miniwob.make_task(name, seed), get_solver(f"miniwob.{name}"),
-                                  source="solver", source_detail=f"miniwob.{name}")
-            assert t.status == "accepted", (name, t.reject_reason)
-            out.append(t)
-    finally:
-        await env.close()
-    return out
-
-
-def write_output(out: Path, trajectories: list, rows_per_shard: int, formats: list[str]) -> Path:
-    """A synth output as `synth run` leaves it: staging, data/, manifest, card."""
-    staging.write_batch(out / "staging", trajectories, "batch-0")
-    stats = export(out, rows_per_shard=rows_per_shard, row_group_mb=1, formats=formats)
-    m = manifest("hub-test", stats, {"export": {"formats": formats}})
-    (out / "manifest.json").write_text(json.dumps(m, indent=2))
-    (out / "README.md").write_text(card(m))
-    return out
+    return await record(browser, miniwob_site, TASKS)
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +54,8 @@ def outputs(recorded, tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("push-out")
     copies = [t.model_copy(deep=True, update={"trajectory_id": f"{t.trajectory_id}-{i}"})
               for t in recorded for i in range(COPIES)]
-    few = write_output(tmp / "few", recorded, rows_per_shard=4, formats=["messages", "aguvis-grounding"])
-    many = write_output(tmp / "many", copies, rows_per_shard=1, formats=["messages", "openai"])
+    few = write_output(tmp / "few", recorded, "hub-test", rows_per_shard=4, formats=["messages", "aguvis-grounding"])
+    many = write_output(tmp / "many", copies, "hub-test", rows_per_shard=1, formats=["messages", "openai"])
     n = len(plan_push(many).files)
     assert n > 256, f"{n} files: not enough for a push above upload_folder's split"
     return {"few": few, "many": many}

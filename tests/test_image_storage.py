@@ -23,15 +23,9 @@ import pytest_asyncio
 from datasets import Image as HFImage
 from datasets import load_dataset
 
-from synth import staging
-from synth.env import BrowserEnv
-from synth.episode import run_episode
 from synth.export import formats as sft
-from synth.export.card import card, manifest
-from synth.export.shards import export
-from synth.sites import miniwob
-from synth.solver import get_solver
 
+from outputs import record, write_output
 from test_native_exports import aguvis_load, cogagent_load
 
 TASKS = [("login-user", 0), ("click-button", 4), ("click-checkboxes", 2)]
@@ -41,29 +35,14 @@ VIEWS = {f.config: f.image_columns[0] for f in sft.FORMATS.values() if f.schema 
 
 @pytest_asyncio.fixture(scope="module")
 async def recorded(browser, miniwob_site) -> list:
-    env = BrowserEnv(browser, miniwob_site)
-    out = []
-    try:
-        for name, seed in TASKS:
-            t = await run_episode(env, miniwob.make_task(name, seed), get_solver(f"miniwob.{name}"),
-                                  source="solver", source_detail=name)
-            assert t.status == "accepted", (name, t.reject_reason)
-            out.append(t)
-    finally:
-        await env.close()
+    out = await record(browser, miniwob_site, TASKS)
     # the same screenshots again under another id: stored once all the same
-    out.append(out[0].model_copy(deep=True, update={"trajectory_id": "login-again"}))
-    return out
+    return [*out, out[0].model_copy(deep=True, update={"trajectory_id": "login-again"})]
 
 
 def write(root: Path, trajectories: list, images: str) -> Path:
     """An output as `synth run` leaves it: staging, data/, native/, manifest, card."""
-    staging.write_batch(root / "staging", trajectories, "batch-0")
-    stats = export(root, rows_per_shard=8, row_group_mb=1, native=["aguvis", "cogagent"], images=images)
-    m = manifest("images", stats, {"export": {"images": images}})
-    (root / "manifest.json").write_text(json.dumps(m, indent=2))
-    (root / "README.md").write_text(card(m))
-    return root
+    return write_output(root, trajectories, "images", rows_per_shard=8, native=["aguvis", "cogagent"], images=images)
 
 
 @pytest.fixture(scope="module")
