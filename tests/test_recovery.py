@@ -96,7 +96,56 @@ async def test_a_variant_on_a_real_application(recovery):
 # ---------------------------------------------------------------- a mistake that cannot be undone
 
 
-class _Items(http.server.BaseHTTPRequestHandler):
+class _Store(http.server.BaseHTTPRequestHandler):
+    """An in-test site's server: a list of items kept in memory, HTML pages."""
+
+    items: ClassVar[list[str]] = []
+
+    def _send(self, body: bytes | str, kind: str = "text/html") -> None:
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(303)
+        self.send_header("Location", location)
+        self.end_headers()
+
+    def _form(self) -> dict[str, list[str]]:
+        return parse_qs(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode(), keep_blank_values=True)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class _StoreSite(Site):
+    """A site served by a `_Store` handler on a free port, its items as its
+    data state, a fresh store each episode (one episode at a time)."""
+
+    handler: ClassVar[type[_Store]]
+    initial: ClassVar[list[str]] = []
+    instruction: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self.handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    async def setup(self, page, task):
+        self.handler.items[:] = self.initial
+        await page.goto(f"http://127.0.0.1:{self.server.server_port}/")
+        return Setup(instruction=self.instruction)
+
+    async def state(self, page, task) -> dict[str, Any]:
+        return {"items": list(self.handler.items)}
+
+    async def stop(self) -> None:
+        self.server.shutdown()
+
+
+class _Items(_Store):
     """Three items with a Delete button each (a form POST): deleting is final."""
 
     items: ClassVar[list[str]] = []
@@ -111,43 +160,18 @@ class _Items(http.server.BaseHTTPRequestHandler):
         self._send(f"<!doctype html><ul>{rows}</ul>".encode(), "text/html")
 
     def do_POST(self) -> None:  # noqa: N802
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-        item = parse_qs(body).get("item", [""])[0]
+        item = self._form().get("item", [""])[0]
         if item in self.items:
             self.items.remove(item)
-        self.send_response(303)
-        self.send_header("Location", "/")
-        self.end_headers()
-
-    def _send(self, body: bytes, kind: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self._redirect("/")
 
 
 @register_site
-class ItemsSite(Site):
+class ItemsSite(_StoreSite):
     name: ClassVar[str] = "test-items"
-
-    def __init__(self) -> None:
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Items)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    async def setup(self, page, task):
-        _Items.items[:] = ["Alpha", "Beta", "Gamma"]  # one episode at a time: a fresh store each
-        await page.goto(f"http://127.0.0.1:{self.server.server_port}/")
-        return Setup(instruction="Delete Beta.")
-
-    async def state(self, page, task) -> dict[str, Any]:
-        return {"items": list(_Items.items)}
-
-    async def stop(self) -> None:
-        self.server.shutdown()
+    handler = _Items
+    initial = ["Alpha", "Beta", "Gamma"]
+    instruction = "Delete Beta."
 
 
 @register_judge("test_only_beta_deleted")
@@ -230,7 +254,7 @@ async def test_an_early_submit_on_a_real_application(recovery, replayer, monkeyp
     assert result.passed, result.reason
 
 
-class _Form(http.server.BaseHTTPRequestHandler):
+class _Form(_Store):
     """A form that adds an item by name, then lists the items on another
     page. Its Name field is `required` (the browser will not send it empty)
     or not (the site then adds an item without a name: made by mistake)."""
@@ -245,41 +269,15 @@ class _Form(http.server.BaseHTTPRequestHandler):
         self._send(f'<!doctype html><form method=post action="/add"><label>Name {field}</label><button>Add</button></form>')
 
     def do_POST(self) -> None:  # noqa: N802
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-        self.items.append(parse_qs(body, keep_blank_values=True).get("name", [""])[0])
-        self.send_response(303)
-        self.send_header("Location", "/items")
-        self.end_headers()
-
-    def _send(self, html: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(html.encode())))
-        self.end_headers()
-        self.wfile.write(html.encode())
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.items.append(self._form().get("name", [""])[0])
+        self._redirect("/items")
 
 
 @register_site
-class FormSite(Site):
+class FormSite(_StoreSite):
     name: ClassVar[str] = "test-form"
-
-    def __init__(self) -> None:
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Form)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    async def setup(self, page, task):
-        _Form.items[:] = []  # one episode at a time: a fresh store each
-        await page.goto(f"http://127.0.0.1:{self.server.server_port}/")
-        return Setup(instruction="Add the item Delta.")
-
-    async def state(self, page, task) -> dict[str, Any]:
-        return {"items": list(_Form.items)}
-
-    async def stop(self) -> None:
-        self.server.shutdown()
+    handler = _Form
+    instruction = "Add the item Delta."
 
 
 @register_judge("test_only_delta_added")
