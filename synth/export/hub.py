@@ -3,7 +3,8 @@
 What goes up is the dataset as `datasets` reads it: `data/` (every config's
 shards, and with `export.images: files` the screenshots under `data/images/`
 that the SFT views name: push refuses an output missing one), the card
-(`README.md`, whose `configs:` the Hub's viewer follows), `manifest.json` and LLaMA-Factory's `dataset_info.json`. Staging, the quality
+(`README.md`, whose `configs:` the Hub's viewer follows), `manifest.json`
+and LLaMA-Factory's `dataset_info.json`. Staging, the quality
 caches and the annotation queue stay home: they are working state, and the
 queue holds labelers' session hashes.
 
