@@ -189,8 +189,17 @@ def encode_trajectory(t: Trajectory) -> bytes:
 
 
 def decode_trajectory(data: bytes) -> dict[str, Any]:
-    table = pq.read_table(pa.BufferReader(data), schema=STAGING_SCHEMA)
-    return table.to_pylist()[0]
+    """The row of `encode_trajectory`'s file; a column that an older version
+    did not write reads as None.
+
+    Read by `ParquetFile` without threads, not by `pq.read_table`: that goes
+    through Arrow's dataset scanner, whose pool thread can still be alive when
+    a short command exits and abort it ("terminate called without an active
+    exception", apache/arrow#34314, #39862). A one-row file gains nothing
+    from threads."""
+    with pq.ParquetFile(pa.BufferReader(data)) as f:
+        row = f.read(use_threads=False).to_pylist()[0]
+    return {name: None for name in STAGING_SCHEMA.names} | row
 
 
 class Store:

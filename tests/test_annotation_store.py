@@ -4,6 +4,9 @@ expiry, skips, overlap, tokens, and harvesting each trajectory exactly once."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -351,3 +354,23 @@ def test_reviews_become_judge_accuracy_labels_overrides_as_false_negatives(tmp_p
     assert "the checker missed it" in next(i.oracle for i in items if i.trajectory_id == ids[3])
     acc = JudgeReport(items=items).by_template()[ts[0].template_id]
     assert (acc.tp, acc.fp, acc.fn, acc.tn) == (1, 1, 1, 0)
+
+
+def test_reading_a_stored_trajectory_starts_no_native_thread_that_could_outlive_a_command():
+    """`synth annotate agreement` once exited -6 after printing its table: a
+    thread of Arrow's dataset scanner (which `pq.read_table` uses) was alive
+    at interpreter exit. Decoding a stored trajectory reads it whole, starts
+    no thread, and gives every staging column."""
+    code = (
+        "import os\n"
+        "from annotation_ui.store import decode_trajectory, encode_trajectory\n"
+        "from tests.test_annotation_store import fake_trajectory, tasks\n"
+        "data = encode_trajectory(fake_trajectory(tasks(1)[0], 'e1'))\n"
+        "before = len(os.listdir('/proc/self/task'))\n"
+        "row = decode_trajectory(data)\n"
+        "print(len(os.listdir('/proc/self/task')) - before, row['source_detail'], row['steps'][0]['action']['name'])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "e1", "click"]
