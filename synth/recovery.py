@@ -8,25 +8,29 @@ template has a solver. For each it records, in fresh episodes:
    stages its own);
 2. a mistake point chosen from the clean run (`candidates`), by the task's
    seed: a typed value (`typo`: a wrong value typed, then the field's text
-   selected and the right value typed over it), a choice from a list
-   (`wrong-option`: another option, then the right one), a click with a
-   sibling of the same kind in view (`wrong-click`: the sibling clicked;
-   then, as the page reacted, back to the page it left, the sibling clicked
-   again where it toggles, or the right element clicked, which replaces the
-   wrong choice), a form sent with text fields filled (`early-submit`: the
-   form sent before one of its empty fields is filled, the others filled as
-   the clean run does; kept only if the site visibly refuses it, then the
-   field filled with the clean run's text and the form sent again);
+   selected and the right value typed over it; a date or time field, whose
+   text cannot be selected, clicked again where the run clicked into it and
+   retyped from its first part), a choice from a list (`wrong-option`:
+   another option, then the right one), a click with a sibling of the same
+   kind in view (`wrong-click`: the sibling clicked; then, as the page
+   reacted, back to the page it left, the sibling clicked again where it
+   toggles, the right element clicked twice where the sibling steps the view
+   the other way (a calendar's Next for its Prev: once to step back, once as
+   meant), or the right element clicked, which replaces the wrong choice), a
+   form sent with text fields filled (`early-submit`: the form sent before
+   one of its empty fields is filled, the others filled as the clean run
+   does; kept only if the site visibly refuses it, then the field filled
+   with the clean run's text and the form sent again);
 3. the clean prefix replayed up to and including that step, in its own
    episode, and the site's state and the page's state read there;
 4. the variant: the prefix, the mistake (`role: mistake`), the recovery
    (`role: recovery`, with a `reflection` written from the mistake and its
    elements), the original step; then the state is read and must equal the
    clean prefix's (the site's data state where it has one, and the page's
-   snapshot state): a mistake that left a lasting side effect (an item added,
-   a record deleted) fails here and the variant is dropped with the reason;
-   then the rest of the clean run, each step aimed at its recorded element
-   (found by its selector if the layout moved), and the task's judge.
+   state, `page_key`): a mistake that left a lasting side effect (an item
+   added, a record deleted) fails here and the variant is dropped with the
+   reason; then the rest of the clean run, each step aimed at its recorded
+   element (found by its selector if the layout moved), and the task's judge.
 
 A variant that fails is a rejected trajectory whose reason says why
 (`recovery: ...`), so `synth stats` counts them by reason. An accepted
@@ -38,6 +42,7 @@ is never a training target (synth/export/formats.py `steps`).
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from dataclasses import dataclass
@@ -48,7 +53,6 @@ from pydantic import Field
 from synth.config import SourceConfig
 from synth.env import BrowserEnv
 from synth.episode import run_episode
-from synth.quality.consistency import state_key
 from synth.quality.replay import ReplayStep, steps_of
 from synth.schema import Action, Element, Monologue, Observation, Step, Task, Trajectory, Verdict, trajectory_id
 from synth.sources import BrowserSource, register_source
@@ -58,6 +62,16 @@ KINDS = ("typo", "wrong-option", "wrong-click", "early-submit")
 Kind = Literal["typo", "wrong-option", "wrong-click", "early-submit"]
 TOGGLES = {"checkbox", "switch", "menuitemcheckbox"}
 TEXT_FIELDS = {"textbox", "searchbox", "spinbutton"}
+SEGMENTED = {"date", "datetime", "time"}
+"""Date and time inputs: Chromium edits them one part (month, day, year) at a
+time, and Control+a selects no text in them: a wrong value is retyped from
+the first part, clicked again as the run clicked into it."""
+OPPOSITES = {frozenset(p) for p in (("prev", "next"), ("previous", "next"), ("back", "forward"), ("up", "down"),
+                                    ("left", "right"), ("older", "newer"), ("earlier", "later"),
+                                    ("decrease", "increase"), ("-", "+"), ("<", ">"), ("‹", "›"), ("«", "»"))}
+"""Names of two controls that step a view opposite ways (a calendar's Prev
+and Next): a click on one is undone by a click on the other, which then has
+to be clicked once more for the step meant."""
 ERROR_CLASS = re.compile(r"error|warning|invalid|danger", re.I)
 """A class token of an element that shows a site's refusal (`error`,
 `system-message warning`, `is-invalid`, `alert-danger`)."""
@@ -163,6 +177,9 @@ def reflection(m: Mistake, undo: str, refusal: str = "") -> str:
     if m.kind == "early-submit":
         said = f" ({refusal[:100]!r})" if refusal else ""
         return f"Submitting without {m.where} was refused{said}: fill in {m.where} with '{m.right}' and submit again."
+    if m.kind == "typo" and undo == "reclick":
+        return (f"I typed '{m.wrong}' into {m.where} instead of '{m.right}'; click its first part again "
+                f"and type '{m.right}'.")
     if m.kind == "typo":
         return f"I typed '{m.wrong}' into {m.where} instead of '{m.right}'; select its text and type '{m.right}'."
     if m.kind == "wrong-option":
@@ -172,6 +189,9 @@ def reflection(m: Mistake, undo: str, refusal: str = "") -> str:
         return f"Clicking {wrong} opened the wrong page; go back and click {right}."
     if undo == "toggle":
         return f"I clicked {wrong} by mistake; click it again to undo it, then click {right}."
+    if undo == "reverse":
+        return (f"I clicked {wrong} instead of {right}, a step the other way; click {right} twice: "
+                "to undo it, then as meant.")
     return f"I clicked {wrong} instead of {right}; click {right}."
 
 
@@ -195,13 +215,37 @@ class NotRecovered(RuntimeError):
     """The state after the recovery is not the clean run's: the variant is dropped."""
 
 
+def page_key(obs: Observation) -> str:
+    """The page's state, compared between the clean prefix and the variant:
+    the URL and, element by element in document order, its place in the tree
+    (its parent's place), tag, role, name, value, checked state and focus.
+
+    Not the element ids (which `state_key` reads): an id is the order in
+    which one episode's snapshots first saw a node, so it counts the nodes
+    the mistake showed (the wrong tab's panel, a menu, another page of
+    results), not what the page shows; after any such mistake every node
+    shown later has another id than in the clean run, on the same page."""
+    place = {e.id: i for i, e in enumerate(obs.elements)}
+    sig = "|".join(f"{place.get(e.parent) if e.parent is not None else ''}:{e.tag}:{e.role}:{e.name}:{e.value}"
+                   f":{e.checked}:{e.focused}" for e in obs.elements)
+    return hashlib.blake2b(f"{obs.url}\n{sig}".encode(), digest_size=8).hexdigest()
+
+
+def _opposite(a: str, b: str) -> bool:
+    """Whether controls named `a` and `b` step a view opposite ways."""
+    def norm(name: str) -> str:
+        name = name.strip().lower()
+        return re.sub(r"[^a-z]", "", name) if re.search(r"[a-z]", name) else name
+    return frozenset((norm(a), norm(b))) in OPPOSITES
+
+
 async def _state(env: BrowserEnv) -> tuple[Any, str]:
     """The site's data state (None where it has none) and the page's state."""
     try:
         data = await env.site.state(env.page, env.task)
     except NotImplementedError:
         data = None
-    return data, state_key(env.obs) if env.obs is not None else ""
+    return data, page_key(env.obs) if env.obs is not None else ""
 
 
 async def _mistake(env: BrowserEnv, action: Action, expected: Element | None = None) -> None:
@@ -373,7 +417,14 @@ class RecoverySource(BrowserSource):
             await _mistake(env, original.action.model_copy(update=m.update))
             undo = undone["how"] = await self._undo(env, m, url)
             start = len(env.steps)
-            if m.kind == "typo":
+            if undo == "reclick":  # a date field: clicked again where the run clicked into it
+                into = steps[m.step - 1]
+                if m.step == 0 or into.action.name != "click":
+                    raise NotRecovered("no click into the date field to act again")
+                await env.step(into.action, expected=into.target)
+                _mark(env, start, "recovery", reflection(m, undo))
+                start = len(env.steps)
+            elif m.kind == "typo":
                 await env.press("Control+a")
                 _mark(env, start, "recovery", reflection(m, undo))
                 start = len(env.steps)
@@ -384,6 +435,10 @@ class RecoverySource(BrowserSource):
             elif undo == "toggle":
                 wrong_point = {"x": m.update["x"], "y": m.update["y"]}
                 await env.step(original.action.model_copy(update=wrong_point))
+                _mark(env, start, "recovery", reflection(m, undo))
+                start = len(env.steps)
+            elif undo == "reverse":  # the right control steps back what the wrong one stepped
+                await env.step(original.action, expected=original.target)
                 _mark(env, start, "recovery", reflection(m, undo))
                 start = len(env.steps)
             await env.step(original.action, expected=original.target)
@@ -421,10 +476,14 @@ class RecoverySource(BrowserSource):
     @staticmethod
     async def _undo(env: BrowserEnv, m: Mistake, url_before: str) -> str:
         """How the mistake is undone: 'back' (it navigated), 'toggle' (it
-        checked something that clicking again unchecks), 'replace' (the
-        right act replaces the wrong choice: tabs, radios, options), 'retype'."""
+        checked something that clicking again unchecks), 'reverse' (it
+        stepped the view the other way: the right control clicked once more),
+        'replace' (the right act replaces the wrong choice: tabs, radios,
+        options), 'retype' (the text selected and typed over), 'reclick' (a
+        date or time field, whose text is not selectable: clicked into again)."""
         if m.kind == "typo":
-            return "retype"
+            field_el = env.steps[-1].element
+            return "reclick" if field_el is not None and field_el.role in SEGMENTED else "retype"
         if m.kind == "wrong-option":
             return "replace"
         if env.page.url != url_before:
@@ -432,4 +491,6 @@ class RecoverySource(BrowserSource):
         last = env.steps[-1].element
         if last is not None and last.role in TOGGLES:
             return "toggle"
+        if _opposite(m.right, m.wrong):
+            return "reverse"
         return "replace"

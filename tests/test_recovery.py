@@ -52,14 +52,23 @@ def labelled(t) -> list[tuple[str, str]]:
     return [(s.action.name, s.role) for s in t.steps if s.role != "normal"]
 
 
-@pytest.mark.parametrize("path, template, kind, shape", [
-    (MINIWOB, "enter-text", "typo", [("type", "mistake"), ("press", "recovery")]),
-    (MINIWOB, "click-checkboxes", "wrong-click", [("click", "mistake"), ("click", "recovery")]),
-    (MINIWOB, "choose-list", "wrong-option", [("select", "mistake"), ("select", "recovery")]),
-    (ROOT / "templates/tasks/shop", "add-to-cart", None, None),
+@pytest.mark.parametrize("path, template, seed, kind, shape, how", [
+    (MINIWOB, "enter-text", 0, "typo", [("type", "mistake"), ("press", "recovery")], "select its text"),
+    (MINIWOB, "click-checkboxes", 0, "wrong-click", [("click", "mistake"), ("click", "recovery")], None),
+    (MINIWOB, "choose-list", 0, "wrong-option", [("select", "mistake"), ("select", "recovery")], None),
+    (ROOT / "templates/tasks/shop", "add-to-cart", 0, None, None, None),
+    # a date input: Control+a selects nothing in it (the retyped date went
+    # into its year); the field is clicked again at its month and retyped
+    (MINIWOB, "enter-date", 0, "typo", [("type", "mistake"), ("click", "recovery")], "click its first part"),
+    # the calendar's Next for its Prev: one Prev only undoes it; Prev twice
+    (MINIWOB, "choose-date", 0, "wrong-click", [("click", "mistake"), ("click", "recovery")], "twice"),
+    # the wrong tab's panel was seen first: the right panel's nodes have
+    # other ids than in the clean run, on the same page (page_key)
+    (MINIWOB, "click-tab-2", 1, "wrong-click", [("click", "mistake"), ("click", "recovery")], None),
 ])
-async def test_a_verified_variant_passes_its_judge_and_replays(recovery, replayer, path, template, kind, shape):
-    task = tasks_from(path, [template], seeds=1)[0]
+async def test_a_verified_variant_passes_its_judge_and_replays(recovery, replayer, path, template, seed, kind, shape,
+                                                               how):
+    task = tasks_from(path, [template], seeds=seed + 1)[seed]
     t = await recovery.run(task)
     assert t.status == "accepted", t.reject_reason
     assert t.source == "recovery" and t.verdict.passed
@@ -69,12 +78,34 @@ async def test_a_verified_variant_passes_its_judge_and_replays(recovery, replaye
     mistake = next(i for i, s in enumerate(t.steps) if s.role == "mistake")
     fix = t.steps[mistake + 1]
     assert fix.role == "recovery" and fix.reflection and fix.monologue.thought == fix.reflection
+    if how:
+        assert how in fix.reflection, fix.reflection
     # the variant replays from its recorded actions, mistake included, on a cold page
     result = await replayer.verify(ReplayJob(t.trajectory_id, task, steps_of(t)))
     assert result.passed, result.reason
     # no gate takes the mistake or the recovery for noise, and the mistake is not flagged
     assert not {mistake, mistake + 1} & set(noop_steps(t))
     assert check(t) == []
+
+
+def test_the_page_compared_after_a_recovery_is_what_it_shows_not_its_node_ids():
+    """Ids count the nodes an episode has seen (a mistake shows some): the
+    same page with other ids is the same page; any other difference is not."""
+    from synth.schema import Box, Element, Observation
+
+    def page(ids: tuple[int, int, int], value: str = "a", parent: int = 0, url: str = "http://x/") -> Observation:
+        box = Box(x=0, y=0, width=10, height=10)
+        return Observation(url=url, area=box, elements=[
+            Element(id=ids[0], tag="form", role="form", box=box),
+            Element(id=ids[1], parent=ids[parent], tag="input", role="textbox", name="Name", value=value, box=box),
+            Element(id=ids[2], parent=ids[0], tag="button", role="button", name="Go", box=box),
+        ])
+
+    key = recovery_module.page_key
+    assert key(page((1, 2, 3))) == key(page((1, 7, 9)))
+    assert key(page((1, 2, 3))) != key(page((1, 2, 3), value="b"))
+    assert key(page((1, 2, 3))) != key(page((1, 2, 3), parent=2))
+    assert key(page((1, 2, 3))) != key(page((1, 2, 3), url="http://x/other"))
 
 
 async def test_a_variant_on_a_real_application(recovery):
