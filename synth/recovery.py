@@ -189,6 +189,8 @@ def reflection(m: Mistake, undo: str, refusal: str = "") -> str:
         return f"Clicking {wrong} opened the wrong page; go back and click {right}."
     if undo == "toggle":
         return f"I clicked {wrong} by mistake; click it again to undo it, then click {right}."
+    if undo == "reopen":
+        return f"Clicking {wrong} instead of {right} closed the list {right} was in; open it again and click {right}."
     if undo == "reverse":
         return (f"I clicked {wrong} instead of {right}, a step the other way; click {right} twice: "
                 "to undo it, then as meant.")
@@ -237,6 +239,31 @@ def _opposite(a: str, b: str) -> bool:
         name = name.strip().lower()
         return re.sub(r"[^a-z]", "", name) if re.search(r"[a-z]", name) else name
     return frozenset((norm(a), norm(b))) in OPPOSITES
+
+
+def _shown(obs: Observation, el: Element) -> bool:
+    """Whether the recorded element `el` is on the page (the same role and
+    name, and the same selector where both have one)."""
+    return any(e.role == el.role and e.name == el.name and (e.selector == el.selector or not e.selector
+                                                           or not el.selector) for e in obs.elements)
+
+
+def _opener(env: BrowserEnv, steps: list[ReplayStep], m: Mistake) -> int | None:
+    """Where a wrong click picked from a popup that closed (a calendar's
+    day): the clean run's last click before the mistake point on an element
+    still shown, which opened the popup, if the element to click (named) is
+    no longer shown, and the steps between were clicks in the popup (not
+    typing: an autocomplete's entries come back only by typing). None elsewhere."""
+    right = steps[m.step].target
+    if env.obs is None or right is None or not right.name or _shown(env.obs, right):
+        return None
+    for j in range(m.step - 1, -1, -1):
+        target = steps[j].target
+        if steps[j].action.name != "click" or target is None:
+            return None
+        if _shown(env.obs, target):
+            return j
+    return None
 
 
 async def _state(env: BrowserEnv) -> tuple[Any, str]:
@@ -415,7 +442,7 @@ class RecoverySource(BrowserSource):
             original = steps[m.step]
             url = env.page.url
             await _mistake(env, original.action.model_copy(update=m.update))
-            undo = undone["how"] = await self._undo(env, m, url)
+            undo = undone["how"] = await self._undo(env, m, url, steps)
             start = len(env.steps)
             if undo == "reclick":  # a date field: clicked again where the run clicked into it
                 into = steps[m.step - 1]
@@ -435,6 +462,11 @@ class RecoverySource(BrowserSource):
             elif undo == "toggle":
                 wrong_point = {"x": m.update["x"], "y": m.update["y"]}
                 await env.step(original.action.model_copy(update=wrong_point))
+                _mark(env, start, "recovery", reflection(m, undo))
+                start = len(env.steps)
+            elif undo == "reopen":  # the wrong pick closed the popup: opened again as the run opened it
+                into = steps[_opener(env, steps, m)]
+                await env.step(into.action, expected=into.target)
                 _mark(env, start, "recovery", reflection(m, undo))
                 start = len(env.steps)
             elif undo == "reverse":  # the right control steps back what the wrong one stepped
@@ -474,12 +506,13 @@ class RecoverySource(BrowserSource):
         return policy
 
     @staticmethod
-    async def _undo(env: BrowserEnv, m: Mistake, url_before: str) -> str:
+    async def _undo(env: BrowserEnv, m: Mistake, url_before: str, steps: list[ReplayStep]) -> str:
         """How the mistake is undone: 'back' (it navigated), 'toggle' (it
         checked something that clicking again unchecks), 'reverse' (it
         stepped the view the other way: the right control clicked once more),
-        'replace' (the right act replaces the wrong choice: tabs, radios,
-        options), 'retype' (the text selected and typed over), 'reclick' (a
+        'reopen' (it picked from a popup, which closed: the run's click that
+        opened it acted again), 'replace' (the right act replaces the wrong
+        choice: tabs, radios, options), 'retype' (the text selected and typed over), 'reclick' (a
         date or time field, whose text is not selectable: clicked into again)."""
         if m.kind == "typo":
             field_el = env.steps[-1].element
@@ -493,4 +526,6 @@ class RecoverySource(BrowserSource):
             return "toggle"
         if _opposite(m.right, m.wrong):
             return "reverse"
+        if _opener(env, steps, m) is not None:
+            return "reopen"
         return "replace"

@@ -62,6 +62,9 @@ def labelled(t) -> list[tuple[str, str]]:
     (MINIWOB, "enter-date", 0, "typo", [("type", "mistake"), ("click", "recovery")], "click its first part"),
     # the calendar's Next for its Prev: one Prev only undoes it; Prev twice
     (MINIWOB, "choose-date", 0, "wrong-click", [("click", "mistake"), ("click", "recovery")], "twice"),
+    # a wrong day closes the calendar: it is opened again (the run's click
+    # into the field), then the right day
+    (MINIWOB, "choose-date", 8, "wrong-click", [("click", "mistake"), ("click", "recovery")], "open it again"),
     # the wrong tab's panel was seen first: the right panel's nodes have
     # other ids than in the clean run, on the same page (page_key)
     (MINIWOB, "click-tab-2", 1, "wrong-click", [("click", "mistake"), ("click", "recovery")], None),
