@@ -386,12 +386,22 @@ async def string_match(
     ctx: JudgeContext,
     expected: str | list[str],
     mode: Literal["exact", "must_include", "normalised"] = "normalised",
+    shown: bool = False,
 ) -> Verdict:
     """The agent's answer against the expected value(s).
 
     exact: equal after stripping whitespace. normalised: equal after
     `normalise_text`. must_include: every expected string occurs in the answer
-    (normalised). A list for exact/normalised means any one may match."""
+    (normalised). A list for exact/normalised means any one may match.
+
+    shown: the answer must also be shown on the page it was submitted from
+    (the answer step's observation; the open page where no steps were
+    recorded): its words, in order, among the page's words, both normalised.
+    A right value given where the page does not show it was read elsewhere
+    or guessed (a run that went to another row and kept the answer): as
+    training data it teaches answering without evidence. WebArena's
+    string_match reads the answer alone; this is its program_html on the
+    last page, for the answer."""
     if ctx.answer is None:
         return Verdict(passed=False, reason="no answer was given")
     wanted = [expected] if isinstance(expected, str) else list(expected)
@@ -405,9 +415,24 @@ async def string_match(
         ok = all(normalise_text(w) in g for w in wanted)
     else:
         raise ValueError(f"string_match: unknown mode {mode!r} (exact, must_include, normalised)")
-    return Verdict(
-        passed=ok, score=float(ok), reason=f"answer {got!r} {'matches' if ok else 'does not match'} {mode} {wanted!r}"
-    )
+    reason = f"answer {got!r} {'matches' if ok else 'does not match'} {mode} {wanted!r}"
+    if ok and shown:
+        where, text = await _answer_page(ctx)
+        ok = f" {normalise_text(got)} " in f" {normalise_text(text)} "
+        reason += f"; {'shown' if ok else 'not shown'} on the page it was submitted from ({where})"
+    return Verdict(passed=ok, score=float(ok), reason=reason)
+
+
+async def _answer_page(ctx: JudgeContext) -> tuple[str, str]:
+    """The URL and text of the page the answer was submitted from."""
+    from synth.quality.consistency import page_text
+
+    answering = [s for s in ctx.steps if s.action.name == "answer"]
+    if answering:
+        return answering[-1].observation.url, page_text(answering[-1].observation)
+    if ctx.page is None or ctx.page.is_closed():
+        return ctx.final_url, ""
+    return ctx.page.url, await ctx.page.inner_text("body")
 
 
 # ---------------------------------------------------------------- URLs

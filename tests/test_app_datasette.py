@@ -73,3 +73,28 @@ async def test_every_datasette_prototype_validates(monkeypatch):
         assert r.controls["no-op"].runs == 1 and r.controls["other instance"].runs == 1, table
         assert r.false_accepts == 0, table
     assert sum(1 for r in reports if r.controls["wrong answer"].runs) >= 8  # the information-seeking ones
+
+
+@pytest.mark.timeout(900)
+async def test_an_answer_the_page_does_not_show_is_not_accepted():
+    """The solver's run on restaurant-phone and its perturbed replays,
+    judged (synth judges eval): a replay that searched another restaurant
+    still submits the recorded phone number, on a page that shows another
+    restaurant's. The value is right and the run never saw it: the judge
+    (string_match with `shown`) rejects it, as the oracle does, while the
+    solver's run and its replay, which answer from the row that shows it,
+    pass."""
+    from synth.judge_eval import evaluate
+    from synth.tasks import load_templates
+
+    pairs = [p for p in load_templates(TEMPLATES / "datasette.yaml") if p[1].id == "restaurant-phone"]
+    assert pairs[0][1].judge.params.get("shown") is True
+    report = await evaluate(pairs, instances=2, concurrency=2)
+    assert not report.problems, report.problems
+    acc = report.by_template()["datasette/restaurant-phone"]
+    positives = [i for i in report.items if i.kind in ("solver", "solver replayed")]
+    assert len(positives) == 4 and all(i.correct and i.judge_passed for i in positives), positives
+    elsewhere = [i for i in report.items if i.kind == "different value typed"]
+    assert elsewhere and not any(i.correct or i.judge_passed for i in elsewhere), elsewhere
+    assert all("not shown on the page it was submitted from" in i.judge_reason for i in elsewhere), elsewhere
+    assert acc.fp == 0 and acc.fn == 0, acc.summary()
