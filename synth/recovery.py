@@ -346,6 +346,28 @@ async def refusal(env: BrowserEnv, before: Observation | None, document: float) 
     return _message(env.obs, min(new, key=lambda e: (not e.in_view, e.role != "alert", len(e.name))))
 
 
+async def _act_undo(env: BrowserEnv, m: Mistake, undo: str, steps: list[ReplayStep]) -> None:
+    """Act the undo `RecoverySource._undo` chose, before the right act
+    (nothing for 'replace': the right act itself replaces the wrong choice)."""
+    original = steps[m.step]
+    if undo == "retype":
+        await env.press("Control+a")
+    elif undo == "back":
+        await env.go_back()
+    elif undo == "toggle":  # the wrong element clicked again
+        await env.step(original.action.model_copy(update={"x": m.update["x"], "y": m.update["y"]}))
+    elif undo == "reverse":  # the right control steps back what the wrong one stepped
+        await env.step(original.action, expected=original.target)
+    elif undo == "reclick":  # a date field: clicked again where the run clicked into it
+        into = steps[m.step - 1]
+        if m.step == 0 or into.action.name != "click":
+            raise NotRecovered("no click into the date field to act again")
+        await env.step(into.action, expected=into.target)
+    elif undo == "reopen":  # the wrong pick closed the popup: opened again as the run opened it
+        into = steps[_opener(env, steps, m)]
+        await env.step(into.action, expected=into.target)
+
+
 def _on_page(env: BrowserEnv, recorded: Element | None, what: str) -> Element:
     """The recorded element on the page as it is now (the same role and
     name, the same HTML id where it has one): acted by its id, so it is
@@ -444,37 +466,12 @@ class RecoverySource(BrowserSource):
             await _mistake(env, original.action.model_copy(update=m.update))
             undo = undone["how"] = await self._undo(env, m, url, steps)
             start = len(env.steps)
-            if undo == "reclick":  # a date field: clicked again where the run clicked into it
-                into = steps[m.step - 1]
-                if m.step == 0 or into.action.name != "click":
-                    raise NotRecovered("no click into the date field to act again")
-                await env.step(into.action, expected=into.target)
-                _mark(env, start, "recovery", reflection(m, undo))
-                start = len(env.steps)
-            elif m.kind == "typo":
-                await env.press("Control+a")
-                _mark(env, start, "recovery", reflection(m, undo))
-                start = len(env.steps)
-            elif undo == "back":
-                await env.go_back()
-                _mark(env, start, "recovery", reflection(m, undo))
-                start = len(env.steps)
-            elif undo == "toggle":
-                wrong_point = {"x": m.update["x"], "y": m.update["y"]}
-                await env.step(original.action.model_copy(update=wrong_point))
-                _mark(env, start, "recovery", reflection(m, undo))
-                start = len(env.steps)
-            elif undo == "reopen":  # the wrong pick closed the popup: opened again as the run opened it
-                into = steps[_opener(env, steps, m)]
-                await env.step(into.action, expected=into.target)
-                _mark(env, start, "recovery", reflection(m, undo))
-                start = len(env.steps)
-            elif undo == "reverse":  # the right control steps back what the wrong one stepped
-                await env.step(original.action, expected=original.target)
+            if undo != "replace":
+                await _act_undo(env, m, undo, steps)
                 _mark(env, start, "recovery", reflection(m, undo))
                 start = len(env.steps)
             await env.step(original.action, expected=original.target)
-            if undo == "replace" or m.kind == "wrong-option":
+            if undo == "replace":
                 _mark(env, start, "recovery", reflection(m, undo))  # the right act replaces the wrong choice
             await _rest(env, steps[m.step + 1:], expected)
 
