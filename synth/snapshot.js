@@ -896,8 +896,12 @@
     return null;
   }
 
+  // null while the document has no element yet: a navigation's new document
+  // seen before its parser made <html> (or a page that removed it)
   function layoutSignature(root) {
-    const els = (root || document.body || document.documentElement).querySelectorAll(SIGNATURE_SELECTOR);
+    const base = root || document.body || document.documentElement;
+    if (!base) return null;
+    const els = base.querySelectorAll(SIGNATURE_SELECTOR);
     const parts = [window.scrollX, window.scrollY];
     const n = Math.min(els.length, 2000);
     for (let i = 0; i < n; i++) {
@@ -971,7 +975,8 @@
         settledSignature = sig;
         return { settled: true, ms: performance.now() - t0 };
       }
-      why = reason || (still ? "the recorded target is not at the point" : "layout moving");
+      why = reason || (sig === null ? "no document element" :
+                       still ? "the recorded target is not at the point" : "layout moving");
       if (performance.now() - t0 >= req.timeout) break;
       last = sig;
       await nextFrame();

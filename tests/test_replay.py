@@ -86,6 +86,16 @@ async def test_settle_waits_for_a_debounce_timer(env):
     assert obs.find_all(html_class="ui-menu-item-wrapper"), "the menu had not opened when observed"
 
 
+async def test_settle_on_a_document_without_elements_waits_instead_of_failing(env):
+    """A navigation's new document can be seen before its parser made <html>:
+    settling there waits and says why (a quiet run's one replay reject was a
+    TypeError on the missing root), it does not fail the replay."""
+    await env.reset(miniwob_task("click-collapsible", 0))
+    await env._page().evaluate("document.documentElement.remove()")
+    res = await env.settle()
+    assert res["settled"] is False and res["why"] == "no document element", res
+
+
 # ---------------------------------------------------------------- cold replays
 
 
