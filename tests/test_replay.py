@@ -23,15 +23,17 @@ import pytest
 import pytest_asyncio
 
 from synth.solver import get_solver
-from synth.config import QualityConfig
+from synth.config import QualityConfig, load_pipeline
 from synth.env import BrowserConfig, BrowserEnv, PagePool
 from synth.episode import run_episode
 from synth.judges import JudgeContext, register_judge
+from synth.pipeline import pipeline_site_options
 from synth.quality.replay import ReplayJob, Replayer, noop_steps, pack_steps, steps_of
 from synth.quality.stage import Verdict as GateVerdict
 from synth.quality.stage import _Light, _replay_gate
 from synth.schema import JudgeSpec, Task, Verdict
 from synth.sites.base import Setup, Site, register_site
+from synth.sites.miniwob import MiniWoBSite
 from synth.tasks import tasks_from
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +96,31 @@ async def test_settle_on_a_document_without_elements_waits_instead_of_failing(en
     await env._page().evaluate("document.documentElement.remove()")
     res = await env.settle()
     assert res["settled"] is False and res["why"] == "no document element", res
+
+
+class _SlowEnv(BrowserEnv):
+    """A machine so busy that an action takes 2.5 s."""
+
+    async def step(self, action, expected=None):
+        await asyncio.sleep(2.5)
+        return await super().step(action, expected)
+
+
+async def test_a_slow_machine_does_not_fail_a_recording_of_the_default_pipeline(browser, miniwob_site):
+    """click-checkboxes seed 38 takes 5 actions; at 2.5 s each they overrun
+    the task's 10 s limit. Under web.yaml's site options the same actions
+    still pass: a recording's verdict does not depend on the machine's speed."""
+    options = pipeline_site_options(load_pipeline(ROOT / "pipelines/web.yaml"))["miniwob"]
+    task = miniwob_task("click-checkboxes", 38)
+
+    async def record_on(site):
+        async with _SlowEnv(browser, site, BrowserConfig()) as env:
+            return await run_episode(env, task, get_solver(task.solver), source="solver", source_detail=task.solver)
+
+    tasks_own_limit = await record_on(MiniWoBSite(base_url=miniwob_site.base_url))
+    assert not tasks_own_limit.verdict.passed  # the slowdown is real: 10 s is not enough
+    pipeline_limit = await record_on(MiniWoBSite(base_url=miniwob_site.base_url, **options))
+    assert pipeline_limit.verdict.passed, (pipeline_limit.error, pipeline_limit.verdict.reason)
 
 
 # ---------------------------------------------------------------- cold replays
