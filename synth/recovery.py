@@ -403,6 +403,7 @@ class RecoverySource(BrowserSource):
     kind: ClassVar[str] = "recovery"
     config_model: ClassVar[type[SourceConfig]] = RecoveryConfig
     replays: ClassVar[bool] = True  # a variant is the clean run's actions plus two or three: timers lifted as on replay
+    episodes_per_run: ClassVar[int] = 3  # the clean run, the prefix to the mistake, the variant
 
     @classmethod
     def selects(cls, task: Task, config: SourceConfig) -> bool:

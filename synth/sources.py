@@ -67,6 +67,10 @@ class Source(ABC):
         it runs the planned tasks it `selects`."""
         return None
 
+    episodes_per_run: ClassVar[int] = 1
+    """Episodes `run` plays for one task, each within `episode_timeout_s`:
+    the worker gives a run that many timeouts before it takes it for hung."""
+
     proposes: ClassVar[bool] = False
     """Its trajectories are recorded with tasks it proposed while running
     (their `task_config`), not with planned ones; `run_all` runs a task of

@@ -109,10 +109,11 @@ class SourceActor(_Worker):
     async def _attempts(self, task: Task) -> Trajectory:
         """Run a task; an episode lost to the browser (crash, hang) is retried
         on a fresh browser up to `episode_retries` times, then kept as failed
-        with the reason. A hung episode is abandoned after its timeout plus a
-        grace period, so one stuck page cannot stall the actor."""
+        with the reason. A hung episode is abandoned after its timeout (one
+        per episode the source's run plays) plus a grace period, so one
+        stuck page cannot stall the actor."""
         config = self.source.config
-        limit = config.episode_timeout_s + min(HANG_GRACE_S, config.episode_timeout_s)
+        limit = config.episode_timeout_s * self.source.episodes_per_run + min(HANG_GRACE_S, config.episode_timeout_s)
         for attempt in range(config.episode_retries + 1):
             generation = self.source.generation
             t = await _abandon_after(self.source.run(task), limit)

@@ -424,3 +424,35 @@ async def test_dedup_does_not_take_a_variant_for_its_clean_run(recovery, tmp_pat
     assert verdicts[variant.trajectory_id].status == "accepted", verdicts[variant.trajectory_id]
     assert verdicts[clean.trajectory_id].status == "accepted"
     assert gates["dedup"]["rejected"] == 0
+
+
+async def test_a_run_of_three_episodes_is_not_taken_for_a_hang(tmp_path, monkeypatch, make_task):
+    """A recovery run plays three episodes (clean, prefix, variant). On a busy
+    machine each one stays within `episode_timeout_s` while the three together
+    do not; the worker must not abandon the run as hung (a make run under
+    load lost shop/add-address that way and restarted the browser under its
+    neighbours' episodes)."""
+    import asyncio
+
+    from synth import workers
+    from synth.env import BrowserEnv
+    from synth.workers import SourceActor
+
+    step = BrowserEnv.step
+
+    async def slow_step(self, action, expected=None):
+        await asyncio.sleep(1.0)  # every action a second late
+        return await step(self, action, expected)
+
+    monkeypatch.setattr(BrowserEnv, "step", slow_step)
+    monkeypatch.setattr(workers, "HANG_GRACE_S", 0.0)
+    config = RecoveryConfig(kinds=["typo"], episode_timeout_s=12, episode_retries=0)
+    actor = SourceActor.__ray_actor_class__("recovery", {"config": config}, str(tmp_path), "t", 1)
+    try:
+        await actor._start(actor.source)
+        t = await actor._attempts(make_task("enter-text", seed=0, solver="miniwob.enter-text"))
+    finally:
+        await actor.shutdown()
+    assert t.error is None and "typo" in t.source_detail, (t.error, t.reject_reason)
+    assert t.duration_s < 12, "the variant alone fits the episode timeout"
+    assert t.verdict.passed, t.verdict.reason
