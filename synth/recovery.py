@@ -359,10 +359,9 @@ async def _act_undo(env: BrowserEnv, m: Mistake, undo: str, steps: list[ReplaySt
     elif undo == "reverse":  # the right control steps back what the wrong one stepped
         await env.step(original.action, expected=original.target)
     elif undo == "reclick":  # a date field: clicked again where the run clicked into it
-        into = steps[m.step - 1]
-        if m.step == 0 or into.action.name != "click":
+        if m.step == 0 or steps[m.step - 1].action.name != "click":
             raise NotRecovered("no click into the date field to act again")
-        await env.step(into.action, expected=into.target)
+        await env.step(steps[m.step - 1].action, expected=steps[m.step - 1].target)
     elif undo == "reopen":  # the wrong pick closed the popup: opened again as the run opened it
         into = steps[_opener(env, steps, m)]
         await env.step(into.action, expected=into.target)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -40,3 +41,19 @@ async def env(browser, miniwob_site):
 @pytest.fixture
 def make_task():
     return miniwob.make_task
+
+
+@pytest.fixture
+def slow_actions(monkeypatch):
+    """A machine so busy that every action starts `seconds` late: call with
+    the delay; patches BrowserEnv.step, so envs a source makes itself are slow too."""
+    step = BrowserEnv.step
+
+    def slow_by(seconds: float) -> None:
+        async def slow_step(self, action, expected=None):
+            await asyncio.sleep(seconds)
+            return await step(self, action, expected)
+
+        monkeypatch.setattr(BrowserEnv, "step", slow_step)
+
+    return slow_by

@@ -426,25 +426,16 @@ async def test_dedup_does_not_take_a_variant_for_its_clean_run(recovery, tmp_pat
     assert gates["dedup"]["rejected"] == 0
 
 
-async def test_a_run_of_three_episodes_is_not_taken_for_a_hang(tmp_path, monkeypatch, make_task):
+async def test_a_run_of_three_episodes_is_not_taken_for_a_hang(tmp_path, monkeypatch, make_task, slow_actions):
     """A recovery run plays three episodes (clean, prefix, variant). On a busy
     machine each one stays within `episode_timeout_s` while the three together
     do not; the worker must not abandon the run as hung (a make run under
     load lost shop/add-address that way and restarted the browser under its
     neighbours' episodes)."""
-    import asyncio
-
     from synth import workers
-    from synth.env import BrowserEnv
     from synth.workers import SourceActor
 
-    step = BrowserEnv.step
-
-    async def slow_step(self, action, expected=None):
-        await asyncio.sleep(1.0)  # every action a second late
-        return await step(self, action, expected)
-
-    monkeypatch.setattr(BrowserEnv, "step", slow_step)
+    slow_actions(1.0)
     monkeypatch.setattr(workers, "HANG_GRACE_S", 0.0)
     config = RecoveryConfig(kinds=["typo"], episode_timeout_s=12, episode_retries=0)
     actor = SourceActor.__ray_actor_class__("recovery", {"config": config}, str(tmp_path), "t", 1)

@@ -98,23 +98,16 @@ async def test_settle_on_a_document_without_elements_waits_instead_of_failing(en
     assert res["settled"] is False and res["why"] == "no document element", res
 
 
-class _SlowEnv(BrowserEnv):
-    """A machine so busy that an action takes 2.5 s."""
-
-    async def step(self, action, expected=None):
-        await asyncio.sleep(2.5)
-        return await super().step(action, expected)
-
-
-async def test_a_slow_machine_does_not_fail_a_recording_of_the_default_pipeline(browser, miniwob_site):
+async def test_a_slow_machine_does_not_fail_a_recording_of_the_default_pipeline(browser, miniwob_site, slow_actions):
     """click-checkboxes seed 38 takes 5 actions; at 2.5 s each they overrun
     the task's 10 s limit. Under web.yaml's site options the same actions
     still pass: a recording's verdict does not depend on the machine's speed."""
     options = pipeline_site_options(load_pipeline(ROOT / "pipelines/web.yaml"))["miniwob"]
     task = miniwob_task("click-checkboxes", 38)
+    slow_actions(2.5)
 
     async def record_on(site):
-        async with _SlowEnv(browser, site, BrowserConfig()) as env:
+        async with BrowserEnv(browser, site, BrowserConfig()) as env:
             return await run_episode(env, task, get_solver(task.solver), source="solver", source_detail=task.solver)
 
     tasks_own_limit = await record_on(MiniWoBSite(base_url=miniwob_site.base_url))
