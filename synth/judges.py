@@ -387,6 +387,7 @@ async def string_match(
     expected: str | list[str],
     mode: Literal["exact", "must_include", "normalised"] = "normalised",
     shown: bool = False,
+    shown_with: list[str] | None = None,
 ) -> Verdict:
     """The agent's answer against the expected value(s).
 
@@ -401,7 +402,12 @@ async def string_match(
     or guessed (a run that went to another row and kept the answer): as
     training data it teaches answering without evidence. WebArena's
     string_match reads the answer alone; this is its program_html on the
-    last page, for the answer."""
+    last page, for the answer.
+
+    shown_with (implies `shown`): that page must also show each of these (the
+    entities the task names: a restaurant, a day). A small number is on many
+    pages; shown beside what it is about, it was read where the evidence is,
+    not off another restaurant's inspections or another cuisine's count."""
     if ctx.answer is None:
         return Verdict(passed=False, reason="no answer was given")
     wanted = [expected] if isinstance(expected, str) else list(expected)
@@ -416,10 +422,15 @@ async def string_match(
     else:
         raise ValueError(f"string_match: unknown mode {mode!r} (exact, must_include, normalised)")
     reason = f"answer {got!r} {'matches' if ok else 'does not match'} {mode} {wanted!r}"
-    if ok and shown:
+    if ok and (shown or shown_with):
         where, text = await _answer_page(ctx)
-        ok = f" {normalise_text(got)} " in f" {normalise_text(text)} "
+        page = f" {normalise_text(text)} "
+        ok = f" {normalise_text(got)} " in page
         reason += f"; {'shown' if ok else 'not shown'} on the page it was submitted from ({where})"
+        missing = [w for w in shown_with or [] if f" {normalise_text(w)} " not in page]
+        if ok and missing:
+            ok = False
+            reason += f", which does not show {missing!r}"
     return Verdict(passed=ok, score=float(ok), reason=reason)
 
 
