@@ -177,6 +177,25 @@ class BrowserSource(Source):
     async def env(self, task: Task) -> BrowserEnv:
         return BrowserEnv(await self.browser(), await self.site(task.site), self.browser_config, self._pages)
 
+    async def responsive(self, within_s: float = 20.0) -> bool:
+        """Whether the browser still answers: a context opened and closed
+        within `within_s`. The probe of a frozen browser is left behind, not
+        awaited (cancelling it can hang too)."""
+        browser = self._browser
+        if browser is None or not browser.is_connected():
+            return False
+
+        async def probe() -> None:
+            context = await browser.new_context()
+            await context.close()
+
+        attempt = asyncio.ensure_future(probe())
+        done, _ = await asyncio.wait({attempt}, timeout=within_s)
+        if not done:
+            attempt.cancel()
+            return False
+        return attempt.exception() is None
+
     async def recover(self, generation: int | None = None) -> None:
         """Throw the browser away (it crashed or hangs); the next episode
         launches a fresh one. With `generation` (read before the failed

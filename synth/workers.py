@@ -108,7 +108,8 @@ class SourceActor(_Worker):
 
     async def _attempts(self, task: Task) -> Trajectory:
         """Run a task; an episode lost to the browser (crash, hang) is retried
-        on a fresh browser up to `episode_retries` times, then kept as failed
+        on a fresh browser (one that ran out of time on a browser that still
+        answers, on the same one) up to `episode_retries` times, then kept as failed
         with the reason. A hung episode is abandoned after its timeout (one
         per episode the source's run plays) plus a grace period, so one
         stuck page cannot stall the actor."""
@@ -122,13 +123,16 @@ class SourceActor(_Worker):
                                       f"episode hung for {limit:.0f}s", self.source.run_id)
             if not lost_to_infrastructure(t):
                 return t
+            same_browser = await _ran_out_of_time(self.source, t)
             if attempt < config.episode_retries:
                 # one line per retry, on the driver's stderr (Ray forwards it):
                 # the only trace of a retry that then succeeds
                 print(f"synth: {task.task_id} ({task.template_id}) lost to the browser on attempt {attempt + 1} "
-                      f"of {config.episode_retries + 1}, retrying on a fresh browser: {t.error}",
+                      f"of {config.episode_retries + 1}, retrying on "
+                      f"{'the same browser (it still answers)' if same_browser else 'a fresh browser'}: {t.error}",
                       file=sys.stderr, flush=True)
-            await self.source.recover(generation)
+            if not same_browser:
+                await self.source.recover(generation)
         t.error = f"{t.error} (after {config.episode_retries + 1} attempts)"
         t.reject_reason = f"error: {t.error}"
         return t
@@ -176,6 +180,15 @@ class ReplayActor(_Worker):
 
     async def shutdown(self) -> None:
         await self.replayer.teardown()
+
+
+async def _ran_out_of_time(source: Any, t: Trajectory) -> bool:
+    """The episode used up its time on a browser that still answers (a slow
+    machine, a slow site): only it is lost. Throwing the browser away would
+    end every other episode on it too (at load 100, five shop episodes a run
+    were lost that way and retried). A crash or a hang still costs the browser."""
+    responsive = getattr(source, "responsive", None)
+    return bool(t.error and t.error.endswith(": timed out") and responsive is not None and await responsive())
 
 
 async def _abandon_after(coro: Any, seconds: float) -> Any:

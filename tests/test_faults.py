@@ -396,3 +396,49 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path, resume_templates, re
     code, err = finish(start(pipeline))
     assert code == 0, err[-3000:]
     assert_same_totals(tmp_path / "out", reference)
+
+
+async def test_an_episode_out_of_time_does_not_end_its_neighbours(tmp_path, monkeypatch, make_task):
+    """Two episodes on one actor's browser; one runs out of time while the
+    other is mid-way. The browser still answers, so only the late one is
+    lost: it is retried on the same browser, and its neighbour finishes on
+    its first attempt (throwing the browser away, as for a crash, ended
+    both: at load 100 that cost five shop episodes a run)."""
+    import asyncio
+
+    from synth.config import SourceConfig
+    from synth.solver import SOLVERS, get_solver
+    from synth.workers import SourceActor
+
+    late_done = asyncio.Event()
+    calls = {"late": [], "neighbour": []}
+
+    async def late(env, obs):
+        calls["late"].append(env.page.context.browser)
+        if len(calls["late"]) == 1:
+            try:
+                await asyncio.wait_for(asyncio.sleep(3600), 1)  # its time runs out
+            finally:
+                asyncio.get_running_loop().call_later(0.5, late_done.set)
+        await get_solver("miniwob.click-button")(env, obs)
+
+    async def neighbour(env, obs):
+        calls["neighbour"].append(env.page.context.browser)
+        await late_done.wait()  # mid-way when the other one ran out of time
+        await asyncio.sleep(1)
+        await get_solver("miniwob.click-button")(env, obs)
+
+    monkeypatch.setitem(SOLVERS, "test.late", late)
+    monkeypatch.setitem(SOLVERS, "test.neighbour", neighbour)
+    actor = SourceActor.__ray_actor_class__("solver", {"config": SourceConfig(episode_retries=2)}, str(tmp_path), "t", 2)
+    try:
+        await actor._start(actor.source)
+        generation = actor.source.generation
+        slow, other = await asyncio.gather(
+            actor._attempts(make_task("click-button", seed=0, solver="test.late")),
+            actor._attempts(make_task("click-button", seed=1, solver="test.neighbour")))
+    finally:
+        await actor.shutdown()
+    assert other.status == "accepted" and len(calls["neighbour"]) == 1, (other.error, calls)
+    assert slow.status == "accepted" and len(calls["late"]) == 2, (slow.error, calls)
+    assert calls["late"][1] is calls["late"][0] and actor.source.generation == generation
