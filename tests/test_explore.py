@@ -85,6 +85,33 @@ def test_routes_and_diversity_measures():
     assert solver["distinct_instructions"] == 3 and solver["distinct_3"] < 1.0
 
 
+def test_a_walk_takes_many_named_pages_under_one_parent_for_one_kind_of_page():
+    """Trac's wiki index links some 80 pages by name: each counted as a new
+    kind of page, every segment from the index ended after one click on
+    another wiki page, and walks from the same start page repeated each
+    other. Once FAMILY names are seen under /wiki, a wiki page is one route;
+    the top level (/timeline, /report, /roadmap ...) never collapses, and a
+    start page's hundred untried links weigh no more than ten."""
+    import random
+
+    from synth.explore.walk import FAMILY, Memory
+
+    memory = Memory()
+    top = [f"http://h/{p}" for p in ("wiki", "timeline", "roadmap", "report", "query", "search", "newticket",
+                                     "prefs", "about", "browser")]
+    memory.learn_links(top + [f"http://h/wiki/Page{c}" for c in "ABCDEFG"[:FAMILY - 1]])
+    assert memory.route("http://h/wiki/TracGuide") == "/wiki/TracGuide"  # not yet a family
+    assert memory.route("http://h/timeline") == "/timeline"
+    memory.learn_links(["http://h/wiki/TracGuide", "http://h/ticket/12", "http://h/ticket/13"])
+    assert memory.route("http://h/wiki/TracLogging?action=edit") == "/wiki/{x}?action"
+    assert memory.route("http://h/wiki/PageA") == memory.route("http://h/wiki/PageB") == "/wiki/{x}"
+    assert memory.route("http://h/timeline") == "/timeline" and memory.route("http://h/ticket/7") == "/ticket/{n}"
+    memory.routes = {"/wiki/TitleIndex": "/wiki/TitleIndex", "/newticket": "/newticket"}
+    memory.untried = {"/wiki/TitleIndex": 400, "/newticket": 10}
+    rng = random.Random(0)
+    starts = [memory.start_url(rng) for _ in range(2000)]
+    assert 0.4 < starts.count("/newticket") / len(starts) < 0.6
+
 # ---------------------------------------------------------------- the LLM writer (local OpenAI-compatible server)
 
 

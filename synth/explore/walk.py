@@ -34,6 +34,10 @@ SKIP_TYPES = {"password", "file", "hidden", "date", "datetime-local", "time", "c
 _NUMBER = re.compile(r"\d+")
 SECONDARY = re.compile(r"preview|cancel|reset|back|clear", re.IGNORECASE)
 """Form buttons that do not submit (chosen less often)."""
+FAMILY = 8
+"""Distinct names under one parent path (not the root) from which the walk
+takes them for one kind of page: Trac's /wiki/TracGuide, /wiki/TracLogging
+... are pages of the wiki as /ticket/12 and /ticket/7 are tickets."""
 
 
 def route_of(url: str) -> str:
@@ -83,9 +87,30 @@ class Memory:
     form_routes: dict[str, str] = field(default_factory=dict)
     """Routes where a form field was seen, with a URL to start from."""
     untried: dict[str, int] = field(default_factory=dict)
-    """Per route, how many of its elements were never acted on (last seen)."""
+    """Per route, how many of its elements were never acted on (last seen);
+    a start page is weighted by it up to 10, so a page of a hundred links (an
+    index) does not draw every segment."""
     words: list[str] = field(default_factory=list)
     _seen_words: set[str] = field(default_factory=set)
+    children: dict[str, set[str]] = field(default_factory=dict)
+    """Per parent path (below the root), the names seen under it in links."""
+
+    def learn_links(self, hrefs: list[str]) -> None:
+        for href in hrefs:
+            parent, _, name = urlsplit(href).path.rstrip("/").rpartition("/")
+            if parent and name and not _NUMBER.fullmatch(name):
+                self.children.setdefault(parent, set()).add(name)
+
+    def route(self, url: str) -> str:
+        """`route_of`, with a name under a parent that has `FAMILY` or more
+        (a wiki's pages, a forum's users) taken as `{x}`: a link to one more
+        of them is not a new kind of page, and does not end a segment."""
+        route = route_of(url)
+        path, sep, query = route.partition("?")
+        parent, _, name = path.rpartition("/")
+        if parent and name and len(self.children.get(parent, ())) >= FAMILY:
+            return f"{parent}/{{x}}{sep}{query}"
+        return route
 
     def learn_words(self, texts: list[str]) -> None:
         """Keep short texts that read as words (not ratings, prices or codes)."""
@@ -106,7 +131,7 @@ class Memory:
         if not self.routes:
             return None
         routes = sorted(self.routes)
-        weights = [1 + 3 * self.untried.get(r, 0) for r in routes]
+        weights = [1 + 3 * min(self.untried.get(r, 0), 10) for r in routes]
         return self.routes[rng.choices(routes, weights)[0]]
 
 
@@ -187,7 +212,7 @@ class Walker:
                 self.reason = "nothing to act on"
                 return
             pick = self._choose(obs, cands)
-            before_route = route_of(obs.url)
+            before_route = self.memory.route(obs.url)
             if pick.kind in ("field", "select"):
                 obs = await self._fill_form(env, obs, pick, cands)
             else:
@@ -205,7 +230,7 @@ class Walker:
 
     def _weight(self, route: str, c: Candidate) -> float:
         w = 1.0 if f"{route}|{c.key}" in self.memory.acted else 6.0
-        if c.kind == "link" and c.href is not None and route_of(c.href) not in self.memory.routes:
+        if c.kind == "link" and c.href is not None and self.memory.route(c.href) not in self.memory.routes:
             w *= 4
         if c.kind in ("field", "select") and f"{route}|{c.form}" not in self.memory.forms:
             w *= 3
@@ -218,17 +243,18 @@ class Walker:
         return w
 
     def _choose(self, obs: Observation, cands: list[Candidate]) -> Candidate:
-        route = route_of(obs.url)
+        route = self.memory.route(obs.url)
         return self.rng.choices(cands, [self._weight(route, c) for c in cands])[0]
 
     def _count_untried(self, obs: Observation, cands: list[Candidate]) -> None:
-        route = route_of(obs.url)
+        self.memory.learn_links([c.href for c in cands if c.href])
+        route = self.memory.route(obs.url)
         if any(c.kind in ("field", "select") and not c.searches for c in cands):
             self.memory.form_routes.setdefault(route, local(obs.url))
         self.memory.untried[route] = sum(f"{route}|{c.key}" not in self.memory.acted for c in cands)
 
     def _see(self, obs: Observation) -> None:
-        self.memory.routes.setdefault(route_of(obs.url), local(obs.url))
+        self.memory.routes.setdefault(self.memory.route(obs.url), local(obs.url))
         self.memory.learn_words([e.name for e in obs.elements if e.role in ("link", "heading", "cell", "option", "text")])
 
     # ------------------------------------------------------------ acting
@@ -243,7 +269,7 @@ class Walker:
         return obs, again if again is not None and again.in_view else None
 
     async def _click(self, env: BrowserEnv, obs: Observation, pick: Candidate) -> Observation:
-        route = route_of(obs.url)
+        route = self.memory.route(obs.url)
         self.memory.acted.add(f"{route}|{pick.key}")
         obs, el = await self._into_view(env, obs, pick.element)
         if el is None or len(env.steps) >= self.limit:
@@ -254,7 +280,7 @@ class Walker:
         """Fill the picked field and some others of its form, then submit it
         (one of its buttons, submitting ones four times as likely as a
         preview or cancel; Enter when it has none)."""
-        route = route_of(obs.url)
+        route = self.memory.route(obs.url)
         self.memory.forms.add(f"{route}|{pick.form}")
         fields = [c for c in cands if c.form == pick.form and c.kind in ("field", "select", "check")]
         share = {"field": 0.7, "select": 0.5, "check": 0.2}
@@ -319,7 +345,7 @@ class Walker:
     # ------------------------------------------------------------ stopping
 
     async def _stop(self, env: BrowserEnv, obs: Observation, before_route: str, state_before: Any) -> bool:
-        route = route_of(obs.url)
+        route = self.memory.route(obs.url)
         if env.steps and env.steps[-1].action.name in ("type", "select") or env.steps and env.steps[-1].error:
             return bool(env.steps[-1].error) and self._why("a step failed")
         if route != before_route and route not in self._known_before:
