@@ -325,7 +325,12 @@ class ReplayConfig(BaseModel):
     actors: int = Field(2, gt=0)
     contexts_per_actor: int = Field(3, gt=0)
     num_cpus: float = Field(1.0, ge=0)
-    episode_timeout_s: float = Field(60.0, gt=0)
+    episode_timeout_s: float | None = Field(
+        None, gt=0,
+        description="time for one replay; default: sources.solver's episode_timeout_s. A replay acts the recorded "
+        "steps as a solver does: a budget shorter than the recording had rejects trajectories for the machine's "
+        "load (at load 90, two 32-step shop replays overran a 60 s budget their recordings were not held to)",
+    )
     ahead: bool = Field(
         True,
         description="replay accepted trajectories on replay actors while recording goes on, instead of all "

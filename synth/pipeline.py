@@ -467,12 +467,18 @@ def _check_failures(by: dict[str, Any], pool: Pool) -> None:
         )
 
 
+def replay_timeout_s(config: PipelineConfig) -> float:
+    """One replay's time: `quality.replay.episode_timeout_s`, else the
+    solver's: no stricter than the recordings it verifies."""
+    return config.quality.replay.episode_timeout_s or config.sources.solver.episode_timeout_s
+
+
 def _replay_options(config: PipelineConfig, run_id: str) -> dict[str, Any]:
     return {
         "browser": config.browser.model_copy(update={"screenshots": False, "snapshots": False}),
         "site_options": pipeline_site_options(config),
         "run_id": run_id,
-        "config": SourceConfig(episode_timeout_s=config.quality.replay.episode_timeout_s),
+        "config": SourceConfig(episode_timeout_s=replay_timeout_s(config)),
     }
 
 

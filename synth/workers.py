@@ -173,6 +173,8 @@ class ReplayActor(_Worker):
                     result = await self.replayer.verify(job)
                     if result.passed or not INFRASTRUCTURE_ERRORS.search(result.reason):
                         break
+                    if result.reason.endswith(": timed out") and await self.replayer.responsive():
+                        continue  # no verdict either, but its browser still answers: its neighbours go on
                     await self.replayer.recover(generation)  # a crashed browser is no verdict
                 return result
 

@@ -252,6 +252,41 @@ async def test_a_replay_slower_than_the_task_timer_still_verifies_the_actions(br
     assert result.passed, result.reason
 
 
+async def test_a_replay_has_the_time_its_recording_had(browser, miniwob_site, slow_actions):
+    """web.yaml gives a solver episode 300 s and gave a replay 60 s: at load
+    90 two 32-step shop place-order replays overran 60 s and their
+    trajectories were rejected, though their recordings had passed. A
+    replay's budget is now the solver's unless set: with every action 1.5 s
+    late, a recording allowed 20 s passes, and so does its replay by the
+    pipeline's replayer; held to 5 s, the same replay times out."""
+    from synth.pipeline import _replay_options, replay_timeout_s
+
+    config = load_pipeline(ROOT / "pipelines/web.yaml")
+    assert config.quality.replay.episode_timeout_s is None
+    assert replay_timeout_s(config) == config.sources.solver.episode_timeout_s == 300
+    config.sources.solver.episode_timeout_s = 20
+    task = miniwob_task("login-user", 0)
+    slow_actions(1.5)
+    site = MiniWoBSite(base_url=miniwob_site.base_url, **pipeline_site_options(config)["miniwob"])
+    t = await record(browser, site, task)
+    assert t.status == "accepted" and len(t.steps) >= 4, (t.reject_reason, t.error)
+
+    async def replayed(budget: float | None) -> tuple[bool, str]:
+        config.quality.replay.episode_timeout_s = budget
+        r = Replayer(**_replay_options(config, "t"))
+        await r.setup()
+        try:
+            result = await r.verify(ReplayJob(t.trajectory_id, task, steps_of(t)))
+        finally:
+            await r.teardown()
+        return result.passed, result.reason
+
+    passed, reason = await replayed(None)
+    assert passed, reason
+    passed, reason = await replayed(5)
+    assert not passed and reason.endswith("timed out"), reason
+
+
 # ---------------------------------------------------------------- the replay gate on state and answer judges
 
 
