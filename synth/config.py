@@ -327,7 +327,7 @@ class ReplayConfig(BaseModel):
     num_cpus: float = Field(1.0, ge=0)
     episode_timeout_s: float | None = Field(
         None, gt=0,
-        description="time for one replay; default: sources.solver's episode_timeout_s. A replay acts the recorded "
+        description="time for one replay; default: sources.solver's episode_timeout_s, at least 60 s. A replay acts the recorded "
         "steps as a solver does: a budget shorter than the recording had rejects trajectories for the machine's "
         "load (at load 90, two 32-step shop replays overran a 60 s budget their recordings were not held to)",
     )

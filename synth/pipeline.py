@@ -467,10 +467,15 @@ def _check_failures(by: dict[str, Any], pool: Pool) -> None:
         )
 
 
+REPLAY_TIMEOUT_S = 60.0
+
+
 def replay_timeout_s(config: PipelineConfig) -> float:
     """One replay's time: `quality.replay.episode_timeout_s`, else the
-    solver's: no stricter than the recordings it verifies."""
-    return config.quality.replay.episode_timeout_s or config.sources.solver.episode_timeout_s
+    solver's (no stricter than the recordings it verifies) and at least
+    `REPLAY_TIMEOUT_S` (a pipeline that gives its solver seconds, to find
+    hangs fast, still gives a cold replay time to load)."""
+    return config.quality.replay.episode_timeout_s or max(REPLAY_TIMEOUT_S, config.sources.solver.episode_timeout_s)
 
 
 def _replay_options(config: PipelineConfig, run_id: str) -> dict[str, Any]:

@@ -256,15 +256,16 @@ async def test_a_replay_has_the_time_its_recording_had(browser, miniwob_site, sl
     """web.yaml gives a solver episode 300 s and gave a replay 60 s: at load
     90 two 32-step shop place-order replays overran 60 s and their
     trajectories were rejected, though their recordings had passed. A
-    replay's budget is now the solver's unless set: with every action 1.5 s
-    late, a recording allowed 20 s passes, and so does its replay by the
-    pipeline's replayer; held to 5 s, the same replay times out."""
+    replay's budget is now the solver's unless set (at least 60 s): with
+    every action 1.5 s late, a recording passes, and so does its replay by
+    the pipeline's replayer; held to 5 s, the same replay times out."""
     from synth.pipeline import _replay_options, replay_timeout_s
 
     config = load_pipeline(ROOT / "pipelines/web.yaml")
     assert config.quality.replay.episode_timeout_s is None
     assert replay_timeout_s(config) == config.sources.solver.episode_timeout_s == 300
     config.sources.solver.episode_timeout_s = 20
+    assert replay_timeout_s(config) == 60
     task = miniwob_task("login-user", 0)
     slow_actions(1.5)
     site = MiniWoBSite(base_url=miniwob_site.base_url, **pipeline_site_options(config)["miniwob"])
