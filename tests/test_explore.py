@@ -365,3 +365,21 @@ ray: {{batch_size: 1, num_cpus: 2}}
     ids = [r["trajectory_id"] for r in second]
     assert len(ids) == len(set(ids)) and sorted(ids) == sorted(r["trajectory_id"] for r in first)
     assert {r["trajectory_id"]: r["status"] for r in second} == {r["trajectory_id"]: r["status"] for r in first}
+
+
+def test_a_changed_record_names_what_was_typed_not_what_the_site_moved():
+    """A Trac wiki edit changes the page's text and comment (typed) and its
+    version and author (Trac's own): the instruction and the judge name the
+    typed ones only, not "set the version to 2, its author to mchen"."""
+    before = {"wiki": [{"name": "WikiStart", "version": 1, "author": "trac", "text": "= Welcome =", "comment": ""}]}
+    after = {"wiki": [{"name": "WikiStart", "version": 2, "author": "mchen", "text": "= Welcome =\nRoadmap notes",
+                       "comment": "Category"}]}
+    e = derive(before, after, "http://x/wiki/WikiStart?action=edit", "http://x/wiki/WikiStart",
+               ["Roadmap notes", "Category"], "")
+    assert e.kind == "state"
+    expected = e.judge.params["expected"]
+    assert expected["comment"] == "Category" and "Roadmap notes" in expected["text"]
+    assert "version" not in expected and "author" not in expected, expected
+    assert "version" not in e.instruction and "mchen" not in e.instruction, e.instruction
+    untyped = derive(_trac("minor"), _trac("major"), "http://x/ticket/12", "http://x/ticket/12", [], "")
+    assert untyped.judge.params["expected"] == {"id": 12, "priority": "major"}  # nothing typed: every change named

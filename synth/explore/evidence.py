@@ -123,7 +123,13 @@ def trim_fields(change: Change, typed: list[str]) -> Change:
     """An added record's judge keeps what the segment chose: the fields with
     a typed or selected value and what names the record, else short text
     and small numbers (what a person would be asked for), never long bodies
-    it did not type."""
+    it did not type. A changed record keeps, where the segment typed or
+    selected any of them, only the fields it did: a Trac wiki edit also
+    moves the page's version and author, which nobody asks a person to set."""
+    if change.kind == "changed" and isinstance(change.record, dict):
+        chosen = [k for k in change.fields if _traced(change.record.get(k), typed)]
+        change.fields = chosen or change.fields
+        return change
     if change.kind != "added" or not isinstance(change.record, dict):
         return change
     typed_fields = [k for k in change.fields if str(change.record[k]).strip() in typed]
@@ -137,6 +143,13 @@ def trim_fields(change: Change, typed: list[str]) -> Change:
         chosen = [k for k in change.fields if _describable(change.record[k])]
     change.fields = chosen[:5]
     return change
+
+
+def _traced(v: Any, typed: list[str]) -> bool:
+    """The value was typed or selected, or holds text that was (typed into a
+    longer body, as a wiki page's text)."""
+    text = str(v).strip() if v is not None else ""
+    return bool(text) and (text in typed or any(len(t) >= 3 and t in text for t in typed))
 
 
 def _describable(v: Any) -> bool:
