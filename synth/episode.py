@@ -12,7 +12,7 @@ import asyncio
 import re
 import time
 import traceback
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from synth import __version__
 from synth.env import BrowserEnv
@@ -22,9 +22,17 @@ from synth.schema import Observation, Step, Task, Trajectory, Verdict, trajector
 Policy = Callable[[BrowserEnv, Observation], Awaitable[None]]
 
 
+TIMED_OUT = "timed out"
+
+
+def timed_out(error: str | None) -> bool:
+    """The episode's error (or a replay's reason) says it ran out of time."""
+    return bool(error) and error.endswith(f": {TIMED_OUT}")
+
+
 def _describe(e: BaseException) -> str:
     if isinstance(e, asyncio.TimeoutError):
-        return "timed out"
+        return TIMED_OUT
     tb = traceback.extract_tb(e.__traceback__)
     where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
     return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}{where}"
@@ -167,3 +175,20 @@ def failed_trajectory(task: Task, source: str, source_detail: str, error: str, r
         task, source=source, source_detail=source_detail, verdict=Verdict(passed=False, reason="not judged"),
         error=error, started_at=time.time(), run_id=run_id,
     )
+
+
+async def abandon_after(coro: Any, seconds: float) -> Any:
+    """The coroutine's result, or None if it is not done in time. Unlike
+    asyncio.wait_for, this does not wait for the cancelled coroutine to
+    unwind: on a frozen browser even its cleanup (closing the context) hangs."""
+    task = asyncio.ensure_future(coro)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if task in done:
+        return task.result()
+    task.cancel()
+    _abandoned.add(task)  # keep a reference; it may never finish
+    task.add_done_callback(_abandoned.discard)
+    return None
+
+
+_abandoned: set[asyncio.Task] = set()

@@ -21,7 +21,7 @@ from playwright.async_api import Browser, Playwright, async_playwright
 
 from synth.config import SourceConfig
 from synth.env import BrowserConfig, BrowserEnv, PagePool, launch_browser
-from synth.episode import run_episode
+from synth.episode import abandon_after, run_episode
 from synth.plugins import Registry
 from synth.schema import Task, Trajectory
 from synth.sites import SITES, Site, get_site
@@ -179,22 +179,20 @@ class BrowserSource(Source):
 
     async def responsive(self, within_s: float = 20.0) -> bool:
         """Whether the browser still answers: a context opened and closed
-        within `within_s`. The probe of a frozen browser is left behind, not
-        awaited (cancelling it can hang too)."""
+        within `within_s` (on a frozen browser, the probe is abandoned)."""
         browser = self._browser
         if browser is None or not browser.is_connected():
             return False
 
-        async def probe() -> None:
+        async def probe() -> bool:
             context = await browser.new_context()
             await context.close()
+            return True
 
-        attempt = asyncio.ensure_future(probe())
-        done, _ = await asyncio.wait({attempt}, timeout=within_s)
-        if not done:
-            attempt.cancel()
+        try:
+            return await abandon_after(probe(), within_s) is True
+        except Exception:  # noqa: BLE001 - a browser that errors does not answer
             return False
-        return attempt.exception() is None
 
     async def recover(self, generation: int | None = None) -> None:
         """Throw the browser away (it crashed or hangs); the next episode

@@ -23,7 +23,7 @@ import ray
 
 from synth import staging
 from synth.plugins import Plugins
-from synth.episode import INFRASTRUCTURE_ERRORS, failed_trajectory, lost_to_infrastructure
+from synth.episode import INFRASTRUCTURE_ERRORS, abandon_after, failed_trajectory, lost_to_infrastructure, timed_out
 from synth.schema import Task, Trajectory
 
 MAX_BATCH_RETRIES = 3
@@ -117,13 +117,13 @@ class SourceActor(_Worker):
         limit = config.episode_timeout_s * self.source.episodes_per_run + min(HANG_GRACE_S, config.episode_timeout_s)
         for attempt in range(config.episode_retries + 1):
             generation = self.source.generation
-            t = await _abandon_after(self.source.run(task), limit)
+            t = await abandon_after(self.source.run(task), limit)
             if t is None:
                 t = failed_trajectory(task, self.source.kind, self.source.detail(task),
                                       f"episode hung for {limit:.0f}s", self.source.run_id)
             if not lost_to_infrastructure(t):
                 return t
-            same_browser = await _ran_out_of_time(self.source, t)
+            same_browser = await _ran_out_of_time(self.source, t.error)
             if attempt < config.episode_retries:
                 # one line per retry, on the driver's stderr (Ray forwards it):
                 # the only trace of a retry that then succeeds
@@ -173,7 +173,7 @@ class ReplayActor(_Worker):
                     result = await self.replayer.verify(job)
                     if result.passed or not INFRASTRUCTURE_ERRORS.search(result.reason):
                         break
-                    if result.reason.endswith(": timed out") and await self.replayer.responsive():
+                    if await _ran_out_of_time(self.replayer, result.reason):
                         continue  # no verdict either, but its browser still answers: its neighbours go on
                     await self.replayer.recover(generation)  # a crashed browser is no verdict
                 return result
@@ -184,30 +184,13 @@ class ReplayActor(_Worker):
         await self.replayer.teardown()
 
 
-async def _ran_out_of_time(source: Any, t: Trajectory) -> bool:
+async def _ran_out_of_time(source: Any, error: str | None) -> bool:
     """The episode used up its time on a browser that still answers (a slow
     machine, a slow site): only it is lost. Throwing the browser away would
     end every other episode on it too (at load 100, five shop episodes a run
     were lost that way and retried). A crash or a hang still costs the browser."""
     responsive = getattr(source, "responsive", None)
-    return bool(t.error and t.error.endswith(": timed out") and responsive is not None and await responsive())
-
-
-async def _abandon_after(coro: Any, seconds: float) -> Any:
-    """The coroutine's result, or None if it is not done in time. Unlike
-    asyncio.wait_for, this does not wait for the cancelled coroutine to
-    unwind: on a frozen browser even its cleanup (closing the context) hangs."""
-    task = asyncio.ensure_future(coro)
-    done, _ = await asyncio.wait({task}, timeout=seconds)
-    if task in done:
-        return task.result()
-    task.cancel()
-    _abandoned.add(task)  # keep a reference; it may never finish
-    task.add_done_callback(_abandoned.discard)
-    return None
-
-
-_abandoned: set[asyncio.Task] = set()
+    return timed_out(error) and responsive is not None and await responsive()
 
 
 class Pool:
