@@ -15,20 +15,23 @@ Actions are compared by what they did, not by pixels: a pointer action by its
 target element (role and name), else its point on a coarse grid; text by its
 words, case-folded; a key by name; a scroll by its direction.
 
-`agreement_table(db)` is the per-template table (`synth stats` can show it;
-`agreement_for_run(out_dir)` finds the queue file of a run the way `synth
-run` does), `disagreements(db)` the pairs to look at, worst first.
+`agreement_table(db)` is the per-template table, `disagreements(db)` the
+pairs to look at, worst first; `for_output(out_dir)` gives both for a
+pipeline's output, its queue found the way `synth run` put it there (what
+`synth stats` prints and its HTML report shows).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Hashable
 
 from annotation_ui.store import Store
+from synth import storage
 from synth.quality.replay import noop_steps
 from synth.schema import POINTER_ACTIONS, Step, Trajectory
 
@@ -173,25 +176,79 @@ def agreement_table(db: Path | str | Store) -> list[dict[str, Any]]:
             store.close()
 
 
+def _worst_first(compared: list[Pair]) -> list[dict[str, Any]]:
+    """The pairs that disagree (outcome or sequence), least step agreement first."""
+    bad = [p for p in compared if not p.agrees]
+    bad.sort(key=lambda p: (p.same_outcome, p.step_agreement, p.template_id, p.task_id))
+    return [asdict(p) for p in bad]
+
+
 def disagreements(db: Path | str | Store) -> list[dict[str, Any]]:
     """The pairs that disagree (outcome or sequence), least step agreement first."""
     store, mine = _store(db)
     try:
-        bad = [p for p in pairs(store) if not p.agrees]
+        return _worst_first(pairs(store))
     finally:
         if mine:
             store.close()
-    bad.sort(key=lambda p: (p.same_outcome, p.step_agreement, p.template_id, p.task_id))
-    return [asdict(p) for p in bad]
+
+
+def describe(d: dict[str, Any]) -> str:
+    """One disagreement (a `disagreements` row) on one line."""
+    return (f"{d['template_id']} {d['task_id']}: {d['labeler_a']} {d['a']} vs {d['labeler_b']} {d['b']} "
+            f"(outcome {'same' if d['same_outcome'] else 'differs'}, steps {d['step_agreement']:.2f})")
+
+
+def queue_file(out_dir: storage.Location, db: str = "annotations.db", cache_dir: str | None = None) -> Path:
+    """Where `synth run` keeps the queue of the output `out_dir` (see `harvest.db_path`)."""
+    from annotation_ui.harvest import db_path
+    from synth.config import HumanSourceConfig
+
+    return db_path(HumanSourceConfig(db=db), str(out_dir), cache_dir)
+
+
+def output_queue(out_dir: storage.Location, manifest: dict[str, Any] | None = None) -> Path:
+    """The queue file of a pipeline's output, as its manifest records the
+    pipeline (`sources.human.db`, `cache_dir`); the defaults without one."""
+    if manifest is None:
+        fs, root = storage.resolve(out_dir)
+        path = storage.join(root, "manifest.json")
+        manifest = json.loads(storage.read_text(fs, path)) if storage.exists(fs, path) else {}
+    config = manifest.get("config") or {}
+    human = (config.get("sources") or {}).get("human") or {}
+    return queue_file(out_dir, human.get("db") or "annotations.db", config.get("cache_dir"))
+
+
+@dataclass
+class OutputAgreement:
+    """A pipeline output's agreement table and disagreements, from its queue."""
+
+    db: Path
+    found: bool
+    """Whether the queue file is on this machine (a remote output's queue is
+    in the local cache of the machine that ran the pipeline)."""
+    table: list[dict[str, Any]] = field(default_factory=list)
+    disagreements: list[dict[str, Any]] = field(default_factory=list)
+
+
+def for_output(out_dir: storage.Location, manifest: dict[str, Any] | None = None) -> OutputAgreement:
+    """`agreement_table` and `disagreements` of an output's queue, its pairs
+    compared once; empty (`found` False) when the queue is not here."""
+    path = output_queue(out_dir, manifest)
+    if not path.is_file():
+        return OutputAgreement(path, False)
+    store = Store(path)
+    try:
+        compared = pairs(store)
+    finally:
+        store.close()
+    return OutputAgreement(path, True, table(compared), _worst_first(compared))
 
 
 def agreement_for_run(out_dir: str | Path, db: str = "annotations.db", cache_dir: str | None = None) -> list[dict[str, Any]]:
     """The agreement table of a run's queue (`<output_dir>/annotations.db`
     unless `sources.human.db` says otherwise); [] when the run has no queue."""
-    from annotation_ui.harvest import db_path
-    from synth.config import HumanSourceConfig
-
-    path = db_path(HumanSourceConfig(db=db), str(out_dir), cache_dir)
+    path = queue_file(out_dir, db, cache_dir)
     if not path.exists():
         return []
     return agreement_table(path)

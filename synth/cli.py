@@ -237,6 +237,32 @@ def stats(
         for r in rows:
             table.add_row(*(_cell(v) for v in r))
         out.print(table)
+    _agreement(out_dir, labelled=con.sql("SELECT count(*) FROM trajectories WHERE source = 'human'").fetchall()[0][0])
+
+
+def _agreement(out_dir: str, labelled: int) -> None:
+    """Labelers' agreement per template on the tasks several of them did, and
+    the pairs that disagree, from the output's annotation queue (where its
+    trajectories keep what the minimality gate would drop); one line when the
+    output has labelers' trajectories but its queue is not on this machine."""
+    from annotation_ui import agreement as ag
+
+    run = ag.for_output(out_dir)
+    if not run.found:
+        if labelled:
+            out.print(f"labeler agreement: no annotation queue at {run.db} on this machine", highlight=False)
+        return
+    if not run.table:
+        out.print(f"labeler agreement: no task in {run.db} was done by two labelers", highlight=False)
+        return
+    table = Table("template", "tasks", "pairs", "same outcome", "same sequence", "step agreement", "disagreements",
+                  title=f"labeler agreement ({run.db})")
+    for r in run.table:
+        table.add_row(r["template_id"], str(r["tasks"]), str(r["pairs"]), f"{r['outcome_agreement']:.0%}",
+                      f"{r['sequence_agreement']:.0%}", f"{r['step_agreement']:.2f}", str(r["disagreements"]))
+    out.print(table)
+    for d in run.disagreements:
+        out.print(f"disagreement: {ag.describe(d)}", highlight=False, soft_wrap=True)
 
 
 @app.command()

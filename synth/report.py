@@ -92,6 +92,30 @@ def _plots(rows: list[dict[str, Any]], actions: list[dict[str, Any]], agreement:
     return [{"id": f"plot-{i}", "title": t, "spec": spec, "empty": empty} for i, t, spec, empty in made]
 
 
+def _agreement(out_dir: storage.Location, manifest: dict[str, Any], con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Labelers' agreement from the output's annotation queue (the measure
+    `synth stats` prints), each disagreement with links to its two
+    trajectories; where the queue is not on this machine, the cruder measure
+    the exported trajectories allow, and the page says which it shows."""
+    from annotation_ui import agreement
+
+    run = agreement.for_output(out_dir, manifest)
+    if run.found:
+        table, pairs = run.table, run.disagreements
+        note = (f"From the annotation queue {run.db}, as `synth stats` prints it: every pair of labelers of a task, "
+                "compared on the judge's outcome, on the action sequence once the steps the minimality gate would "
+                "drop are left out, and step by step (2 × common steps / all steps). Click a trajectory of a "
+                "disagreement to open it.")
+    else:
+        table, pairs = data.labeler_agreement(con), []
+        note = (f"The annotation queue ({run.db}) is not on this machine, so this compares the exported trajectories "
+                "as recorded: the same outcome and the same actions (kind, element, text), with no minimality "
+                "reduction, no step-level agreement and no list of disagreements.")
+    for row in table:
+        row["link"] = _link(source="human", template=row["template_id"])
+    return {"shown": run.found or bool(table), "note": note, "table": table, "disagreements": pairs}
+
+
 def _tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, list[str], list[tuple[str, tuple]]]]:
     """`synth stats`'s tables, each row linked to its trajectories."""
     out = []
@@ -147,7 +171,8 @@ def render(out_dir: storage.Location, screenshots: bool = True, screenshot_mb: f
     rejected = sum(m["reject_reasons"].values()) or 1
     thumbs = Thumbnails(budget_mb=screenshot_mb) if screenshots else None
     details = data.trajectory_details(con, thumbs) if has_steps else iter(())
-    plots = _plots(rows, data.action_counts(con), data.labeler_agreement(con))
+    agreement = _agreement(out_dir, m, con)
+    plots = _plots(rows, data.action_counts(con), agreement["table"])
     page = _PAGE.render(
         name=m["name"],
         out_dir=str(out_dir),
@@ -157,6 +182,7 @@ def render(out_dir: storage.Location, screenshots: bool = True, screenshot_mb: f
         plots=plots,
         specs=_json({p["id"]: p["spec"] for p in plots if p["spec"]}),
         funnel=funnel,
+        agreement=agreement,
         stage_costs=_stage_costs(m, judge_recorded),
         judge_recorded=judge_recorded,
         gates=_gates(m),

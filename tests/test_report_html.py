@@ -5,7 +5,9 @@ trajectory with its steps, screenshots and the action overlaid.
 The input is a small real output: MiniWoB++ episodes recorded with the
 session's Chromium, staged, and gated into shards by `synth run` (sources
 off, replay off: the gates that need no browser still reject some), so the
-report sees accepted and rejected trajectories and a labeler overlap."""
+report sees accepted and rejected trajectories; and an annotation queue where
+two labelers did one task in different orders, harvested into staging as
+`synth run` does, so `synth stats` and the report show their agreement."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import pytest_asyncio
 
+from solvers.miniwob import fill, quoted
 from synth import staging
 from synth.episode import run_episode
 from synth.schema import Trajectory, trajectory_id
@@ -72,16 +75,23 @@ async def made(browser, miniwob_site, tmp_path_factory) -> dict:
     """A gated output and its report: ids by role, the report's path."""
     from synth.env import BrowserEnv
 
-    async def record(name: str, seed: int, policy=None) -> Trajectory:
+    async def record(name: str, seed: int, policy=None, source: str = "solver", detail: str = "") -> Trajectory:
         env = BrowserEnv(browser, miniwob_site)
         try:
             t = _task(name, seed)
-            return await run_episode(env, t, policy or get_solver(t.solver), source="solver", source_detail=t.solver)
+            return await run_episode(env, t, policy or get_solver(t.solver), source=source,
+                                     source_detail=detail or t.solver)
         finally:
             await env.close()
 
     async def idle(env, obs) -> None:  # clicks the instruction and stops: the judge fails it
         await env.click(next(e for e in obs.elements if e.html_id == "query"))
+
+    async def password_first(env, obs) -> None:  # the other order: the judge passes it too
+        user, password = quoted(env.instruction)
+        await fill(env, obs.find("Password", role="textbox"), password)
+        await fill(env, obs.find("Username", role="textbox"), user)
+        await env.click(obs.find("Login", role="button"))
 
     good = await record("click-button", 0)
     login = await record("login-user", 1)
@@ -89,18 +99,41 @@ async def made(browser, miniwob_site, tmp_path_factory) -> dict:
     recorded = {
         "good": good, "login": login, "failed": failed,
         "copy": _as(good, "solver", "copy"),  # the dedup gate rejects it
-        "ann": _as(login, "human", "ann"), "bob": _as(login, "human", "bob"),  # two labelers, one task
+        # two labelers, one task: ann as the solver did it, bob in the other order
+        "ann": _as(login, "human", "ann"), "bob": await record("login-user", 1, password_first, "human", "bob"),
     }
     tmp = tmp_path_factory.mktemp("report")
-    staging.write_batch(tmp / "out/staging", list(recorded.values()), "recorded")
+    staging.write_batch(tmp / "out/staging", [t for k, t in recorded.items() if k not in ("ann", "bob")], "recorded")
+    _labelers(tmp / "out", _task("login-user", 1), [recorded["ann"], recorded["bob"]])
     review = {"trajectory_id": login.trajectory_id, "reviewer": "rita", "verdict": "reject",
               "tags": ["slow"], "comment": "clicked around", "reviewed_at": 1.0}
     pq.write_table(pa.Table.from_pylist([review]), tmp / "out/reviews.parquet")
     _synth("run", str(_pipeline(tmp)))
     report = tmp / "report.html"
-    _synth("stats", str(tmp / "out"), "--html-path", str(report))
+    stats = _synth("stats", str(tmp / "out"), "--html-path", str(report)).stdout
     rows = {r["trajectory_id"]: r for r in pq.read_table(tmp / "out/data/trajectories").to_pylist()}
-    return {"report": report, "out": tmp / "out", "rows": rows, "ids": {k: t.trajectory_id for k, t in recorded.items()}}
+    return {"report": report, "out": tmp / "out", "rows": rows, "ids": {k: t.trajectory_id for k, t in recorded.items()},
+            "stats": stats}
+
+
+def _labelers(out: Path, task, done: list[Trajectory]) -> None:
+    """The queue `synth run` keeps in `out`: `task` with a slot per
+    trajectory, each leased and submitted by its labeler, then harvested into
+    staging."""
+    from annotation_ui.harvest import harvest
+    from annotation_ui.store import Store
+
+    store = Store(out / "annotations.db")
+    try:
+        assert store.enqueue(task, slots=len(done)) == len(done)
+        for t in done:
+            user = store.user_by_token(store.add_user(t.source_detail, "labeler"))
+            lease = store.lease_next(user)
+            assert lease.task.task_id == t.task_id
+            store.submit(user, lease.item_id, t)
+        assert harvest(store, out / "staging") == len(done)
+    finally:
+        store.close()
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -172,6 +205,57 @@ async def test_every_table_links_rows_to_trajectories(page, made):
     await _shows(page, ids["bob"], made["rows"][ids["bob"]]["num_steps"])
     assert "human · bob" in await page.inner_text("#viewer")
     assert page.problems == []
+
+
+def test_stats_prints_the_labelers_agreement_and_the_pairs_that_disagree(made):
+    """Ann and bob both passed, in different orders: the same outcome, not
+    the same sequence, part of their steps in common."""
+    from annotation_ui import agreement
+
+    ids, stats = made["ids"], made["stats"]
+    run = agreement.for_output(made["out"])
+    (row,) = run.table
+    assert (row["template_id"], row["tasks"], row["pairs"], row["outcome_agreement"], row["sequence_agreement"]) == (
+        "miniwob/login-user", 1, 1, 1.0, 0.0)
+    assert 0 < row["step_agreement"] < 1
+    (d,) = run.disagreements
+    assert {d["a"], d["b"]} == {ids["ann"], ids["bob"]} and d["task_id"] == made["rows"][ids["bob"]]["task_id"]
+    assert "labeler agreement" in stats
+    (line,) = [ln for ln in stats.splitlines() if "miniwob/login-user" in ln and "100%" in ln]
+    assert [c.strip() for c in line.split("│")[1:-1]] == ["miniwob/login-user", "1", "1", "100%", "0%",
+                                                          f"{row['step_agreement']:.2f}", "1"]
+    assert f"disagreement: {agreement.describe(d)}" in stats
+
+
+async def test_the_report_shows_the_queues_agreement_and_a_disagreement_opens_its_trajectory(page, made):
+    from annotation_ui import agreement
+
+    ids = made["ids"]
+    (row,) = agreement.for_output(made["out"]).table
+    assert (await page.inner_text("#agreement + p.note")).startswith("From the annotation queue")
+    cells = await page.locator("#agreement-table tr.row").all()
+    assert len(cells) == 1 and await cells[0].locator("td").all_inner_texts() == [
+        "miniwob/login-user", "1", "1", "100%", "0%", f"{row['step_agreement']:.2f}", "1"]
+    pairs = page.locator("#disagreements-table tr.row")
+    assert await pairs.count() == 1
+    assert await pairs.locator("td").all_inner_texts() == [
+        "miniwob/login-user", made["rows"][ids["bob"]]["task_id"], "ann", ids["ann"], "bob", ids["bob"], "same", "no",
+        f"{row['step_agreement']:.2f}"]
+    await pairs.locator("a", has_text=ids["bob"]).click()
+    await _shows(page, ids["bob"], made["rows"][ids["bob"]]["num_steps"])
+    assert "human · bob" in await page.inner_text("#viewer")
+    assert page.problems == []
+
+
+def test_without_its_queue_the_report_measures_the_export_and_says_so(made, monkeypatch):
+    from synth.report import render
+
+    monkeypatch.setattr("annotation_ui.agreement.output_queue", lambda out_dir, manifest=None: Path("/nowhere/q.db"))
+    page = render(made["out"], screenshots=False)
+    assert "The annotation queue (/nowhere/q.db) is not on this machine" in page
+    assert "disagreements-table" not in page
+    # the exported copies differ in order: no sequence agreement, and no step-level score to show
+    assert '<td class="n">0%</td>\n<td class="n">-</td>' in page
 
 
 async def _shows(page, tid: str, num_steps: int) -> None:

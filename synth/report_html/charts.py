@@ -147,12 +147,18 @@ def labeler_throughput(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     )
 
 
+AGREEMENT_MEASURES = (("outcome_agreement", "same outcome"), ("sequence_agreement", "same sequence"),
+                      ("step_agreement", "step agreement"))
+
+
 def labeler_agreement(agreement: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Agreement per template on tasks two labelers did; None without overlap."""
+    """Agreement per template on tasks two labelers did (rows of
+    `annotation_ui.agreement.table`; a measure that is None is not drawn);
+    None without overlap."""
     if not agreement:
         return None
-    data = [{"template": a["template"], "measure": m, "agreement": a[k], "pairs": a["pairs"]}
-            for a in agreement for k, m in (("outcome", "same outcome"), ("actions", "same actions"))]
+    data = [{"template": a["template_id"], "measure": m, "agreement": a[k], "pairs": a["pairs"]}
+            for a in agreement for k, m in AGREEMENT_MEASURES if a.get(k) is not None]
     return (
         alt.Chart(_data(data), title="Labeler agreement per template")
         .mark_bar()

@@ -115,9 +115,12 @@ def _action_key(step: dict[str, Any]) -> tuple:
 
 
 def labeler_agreement(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """Per template, over tasks two or more labelers did: the share of pairs
-    with the same judge outcome and with the same action sequence (kind and
-    target element per step)."""
+    """The report's fallback when the annotation queue is not on this machine
+    (`annotation_ui.agreement` is the measure): per template, over tasks two
+    or more labelers did in the export, the share of pairs with the same
+    judge outcome and with the same actions (kind, element, text per step),
+    with no minimality reduction and no step-level score. Rows in
+    `annotation_ui.agreement.table`'s shape, `step_agreement` None."""
     rel = con.sql(
         """SELECT template_id, task_id, source_detail, verdict.passed, steps
            FROM trajectories WHERE source = 'human'"""
@@ -126,18 +129,23 @@ def labeler_agreement(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     for template, task, labeler, passed, steps in rel.fetchall():
         by_task[(template, task)].append((labeler or "", bool(passed), [_action_key(s) for s in steps or []]))
     per_template: dict[str, Counter] = defaultdict(Counter)
-    for (template, _), done in by_task.items():
+    tasks: dict[str, set[str]] = defaultdict(set)
+    for (template, task), done in by_task.items():
         for i, a in enumerate(done):
             for b in done[i + 1:]:
                 if a[0] == b[0]:
                     continue
                 c = per_template[template]
+                tasks[template].add(task)
                 c["pairs"] += 1
                 c["same_outcome"] += a[1] == b[1]
                 c["same_actions"] += a[2] == b[2]
+                c["disagreements"] += a[1:] != b[1:]
     return [
-        {"template": t, "pairs": c["pairs"], "outcome": round(c["same_outcome"] / c["pairs"], 3),
-         "actions": round(c["same_actions"] / c["pairs"], 3)}
+        {"template_id": t, "tasks": len(tasks[t]), "pairs": c["pairs"],
+         "outcome_agreement": round(c["same_outcome"] / c["pairs"], 4),
+         "sequence_agreement": round(c["same_actions"] / c["pairs"], 4), "step_agreement": None,
+         "disagreements": c["disagreements"]}
         for t, c in sorted(per_template.items())
     ]
 
