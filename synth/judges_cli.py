@@ -49,6 +49,30 @@ def _pairs(pipeline: Path, include: list[str] | None):
     return plan.config, pairs, pipeline_site_options(plan.config)
 
 
+def _review_labels(reviews: Path | None, config, measured: set[str]) -> tuple[list, str]:
+    """Reviewers' verdicts in an annotation queue as labels (`--reviews`,
+    default the pipeline's own queue when there is one; see
+    `annotation_ui.judge_labels`), for the templates measured here, and the
+    line that says what they added. An override of the judge (a reviewer
+    accepting what it failed) is one of its false rejects."""
+    from annotation_ui.harvest import db_path
+    from annotation_ui.judge_labels import review_labels
+
+    db = reviews if reviews is not None else db_path(config.sources.human, config.output_dir, config.cache_dir)
+    if not db.is_file():
+        if reviews is not None:
+            raise FileNotFoundError(f"--reviews: no annotation queue at {db}")
+        return [], ""
+    found = review_labels(db, config.output_dir)
+    items = [i for i in found if i.template_id in measured]
+    overrides = sum(not i.judge_passed and i.correct for i in items)
+    said = (f"{len(items)} labels from reviews in {db}, {overrides} of them overrides of the judge "
+            "(counted as its false rejects)")
+    if len(found) > len(items):
+        said += f"; {len(found) - len(items)} on templates not measured here left out"
+    return items, said
+
+
 @judges_app.command("eval")
 def judges_eval(
     pipeline: Path = typer.Argument(..., help="pipeline YAML whose templates to measure, e.g. pipelines/web.yaml"),
@@ -61,11 +85,15 @@ def judges_eval(
     min_recall: float = typer.Option(0.99, help="target recall per template"),
     min_labelled: int = typer.Option(30, help="labelled trajectories each template should have"),
     disagreements: int = typer.Option(3, help="disagreements printed per template"),
+    reviews: Optional[Path] = typer.Option(None, "--reviews", help="an annotation queue (SQLite) whose reviewers' "
+                                           "verdicts count as labels too, an override of the judge as its false "
+                                           "reject (default: the pipeline's human queue, when it exists)"),
 ) -> None:
     """Label solver runs and perturbed replays with an oracle that shares no
     code with the judges (the site's own verdict or its whole end state
     against the reference solver's), and print each judge's precision,
-    recall and kappa per template and per judge type. Exit 1 when a
+    recall and kappa per template and per judge type, reviewers' verdicts
+    on the pipeline's human queue counted as labels too. Exit 1 when a
     template misses the targets."""
     from synth.config import ConfigError
     from synth.env import BrowserConfig
@@ -75,6 +103,7 @@ def judges_eval(
     out = Console(width=None if sys.stdout.isatty() else 200)  # piped: the table whole, not cut to 80 columns
     try:
         config, pairs, options = _pairs(pipeline, include)
+        reviewed, said = _review_labels(reviews, config, {f"{site}/{tpl.id}" for site, tpl in pairs})
     except (ConfigError, OSError) as e:
         console.print(f"[bold red]error:[/] {escape(str(e))}")
         raise typer.Exit(2)
@@ -86,7 +115,11 @@ def judges_eval(
             browser=config.browser.model_copy(update={"screenshots": False}), site_options=options,
             on_episode=lambda: bar.advance(task_bar),
         ))
-    out.print(accuracy_table("judge accuracy per template (labels: the oracle)", report.by_template(), "template"))
+    report.items.extend(reviewed)
+    if said:
+        out.print(said, highlight=False)
+    labels = "the oracle and reviews" if reviewed else "the oracle"
+    out.print(accuracy_table(f"judge accuracy per template (labels: {labels})", report.by_template(), "template"))
     out.print(accuracy_table("per judge type", report.by_judge(), "judge"))
     for tid, acc in report.by_template().items():
         for item in acc.disagreements[:disagreements]:

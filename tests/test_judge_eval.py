@@ -135,3 +135,55 @@ def test_the_pipeline_gate_rejects_templates_below_the_measured_precision():
     strict = QualityConfig.model_validate({"judge_accuracy": {"report": "j.json", "unmeasured": "reject"}})
     _, kept = _judge_accuracy_gate(strict, {"shop/a": 1.0}, alive, {it.trajectory_id: Verdict("accepted", None) for it in alive})
     assert [it.template_id for it in kept] == ["shop/a"]
+
+
+def test_judges_eval_counts_a_reviewers_override_as_a_false_reject(tmp_path, monkeypatch):
+    """`synth judges eval --reviews`: the reviewers' verdicts in an annotation
+    queue join the labels, an override of the judge as its false reject; the
+    pipeline's own queue is read without the option. The oracle's episodes
+    are stubbed out (the tests above run them): this is about the merge."""
+    from typer.testing import CliRunner
+
+    from annotation_ui.store import Store
+    from synth.cli import app
+    from synth.judge_eval import JudgeReport
+    from synth.sites.miniwob import make_task
+    from test_annotation_store import fake_trajectory
+
+    async def no_episodes(pairs, **_) -> JudgeReport:
+        return JudgeReport()
+
+    monkeypatch.setattr("synth.judge_eval.evaluate", no_episodes)
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(f"name: p\noutput_dir: {tmp_path / 'out'}\ntasks:\n"
+                        f"  - templates: {ROOT / 'templates/tasks/miniwob.yaml'}\n    include: [click-button]\n")
+    # the judge failed two (one on a template the pipeline does not measure) and passed one
+    queued = [(make_task("click-button", 0), False), (make_task("click-button", 1), True), (make_task("enter-text", 0), False)]
+    judge_passed = {t.task_id: passed for t, passed in queued}
+    store = Store(tmp_path / "q.db")
+    store.enqueue_many([(t, 1, "manual", 0) for t, _ in queued])
+    user = store.user_by_token(store.add_user("ann", "labeler"))
+    ids = {}
+    while lease := store.lease_next(user):
+        t = fake_trajectory(lease.task, "ann", passed=judge_passed[lease.task.task_id])
+        store.submit(user, lease.item_id, t.model_copy(update={"task_config": lease.task.model_dump_json()}))
+        ids[(lease.task.template_id, lease.task.seed)] = t.trajectory_id
+    store.add_review(ids["miniwob/click-button", 0], "rev", "accept", ["judge-wrong"], "", override_reason="it was clicked")
+    store.add_review(ids["miniwob/click-button", 1], "rev", "accept", [], "")
+    store.add_review(ids["miniwob/enter-text", 0], "rev", "accept", [], "", override_reason="not measured here")
+    store.close()
+
+    run = CliRunner().invoke(app, ["judges", "eval", str(pipeline), "-n", "1", "--reviews", str(tmp_path / "q.db"),
+                                   "--json", str(tmp_path / "j.json"), "--min-labelled", "1"])
+    said = "2 labels from reviews in " + str(tmp_path / "q.db") + ", 1 of them overrides of the judge"
+    assert said in run.output and "1 on templates not measured here left out" in run.output, run.output
+    figures = json.loads((tmp_path / "j.json").read_text())["templates"]["miniwob/click-button"]
+    assert (figures["tp"], figures["fn"], figures["fp"], figures["tn"]) == (1, 1, 0, 0)
+    assert "below target miniwob/click-button: recall 0.50" in run.output and run.exit_code == 1
+    # the pipeline's own queue, without the option; a queue named that is not there is an error
+    (tmp_path / "out").mkdir()
+    (tmp_path / "q.db").rename(tmp_path / "out/annotations.db")
+    run = CliRunner().invoke(app, ["judges", "eval", str(pipeline), "-n", "1", "--min-labelled", "1"])
+    assert "2 labels from reviews in " + str(tmp_path / "out/annotations.db") in run.output, run.output
+    run = CliRunner().invoke(app, ["judges", "eval", str(pipeline), "--reviews", str(tmp_path / "q.db")])
+    assert run.exit_code == 2 and "no annotation queue at" in run.output
