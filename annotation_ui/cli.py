@@ -101,7 +101,10 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8700, help="port to listen on"),
     lease_seconds: Optional[float] = typer.Option(None, help="override sources.human.lease_seconds"),
-    login_attempts: int = typer.Option(10, help="login attempts per client per minute"),
+    login_attempts: int = typer.Option(10, help="failed login attempts per client address per minute"),
+    login_attempts_per_user: int = typer.Option(
+        10, help="failed login attempts per user (their token's key id) per minute, from any address; "
+        "whoever fails this often on purpose locks that user out for a minute"),
     log_level: str = typer.Option("info", help="debug | info | warning"),
     forwarded_allow_ips: Optional[str] = typer.Option(
         None, help="behind a TLS proxy: the proxy's address(es), comma separated; their X-Forwarded-Proto and "
@@ -128,6 +131,7 @@ def serve(
         browser=r.config.browser if r.config else BrowserConfig(),
         site_options=_site_options(r),
         login_attempts=login_attempts,
+        login_attempts_per_user=login_attempts_per_user,
     )
     logs.setup(log_level)
     from annotation_ui.store import Store

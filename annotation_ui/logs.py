@@ -14,7 +14,9 @@ import sys
 import time
 from typing import Any
 
-TOKEN_SHAPE = re.compile(r"syn_[A-Za-z0-9_\-]{6,}")
+TOKEN_SHAPE = re.compile(r"syn_[A-Za-z0-9_.\-]{6,}")
+"""`syn_<key id>.<secret>` (and the older `syn_<secret>`) whole: the `.` is in
+the class so that the secret after the key id is masked too."""
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
 
 

@@ -11,8 +11,10 @@ Security, in one place:
 - every state-changing request needs the session's CSRF token (a header for
   the page's fetches, a form field for forms) and a same-origin `Origin`
   (or `Referer`), and cross-site fetch metadata is refused;
-- failed login attempts are rate-limited per client address (successful
-  ones never count: many labelers behind one proxy all log in);
+- failed login attempts are rate-limited per client address and per user
+  (the token's public key id), so one user's token is not guessed from many
+  addresses; successful ones never count: many labelers behind one proxy all
+  log in;
 - templates autoescape everything, the page's script writes text with
   `textContent` only, and the Content-Security-Policy allows no inline script;
 - no request path or parameter reaches the filesystem: static files are a
@@ -51,7 +53,7 @@ from starlette.routing import Route
 from annotation_ui import agreement
 from annotation_ui.recording import ActionError, Recorder, action_from_request, clean_thought
 from annotation_ui.staged import TRAJECTORY_ID, Trajectories
-from annotation_ui.store import SESSION_TTL_S, LeaseLost, Store, User, encode_trajectory
+from annotation_ui.store import SESSION_TTL_S, LeaseLost, Store, User, encode_trajectory, token_key
 from synth.actions import to_aguvis
 from synth.env import BrowserConfig, EpisodeError
 from synth.schema import Action
@@ -90,6 +92,14 @@ class Settings:
     site_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     login_attempts: int = 10
     login_window_s: float = 60.0
+    """Failed logins per client address per window."""
+    login_attempts_per_user: int = 10
+    login_user_window_s: float = 60.0
+    """Failed logins per user (token key id) per window, from any address.
+    The trade-off: anyone who knows a key id (it is not secret) can lock its
+    user out by failing on purpose, for as long as they keep at it plus one
+    window; hence a short window. Guessing the 256-bit secret is hopeless
+    anyway: this limit only stops a spread-out attack from costing nothing."""
     max_episodes: int = 64
     title: str = "synth annotate"
     submit_undo_s: float = 3.0
@@ -231,7 +241,8 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
     store = Store(settings.db, lease_seconds=settings.lease_seconds, max_skips=settings.max_skips)
     recorder = recorder or Recorder(settings.browser, settings.site_options, settings.max_episodes)
     trajectories = Trajectories(store, settings.out_dir)
-    limiter = RateLimiter(settings.login_attempts, settings.login_window_s)
+    by_ip = RateLimiter(settings.login_attempts, settings.login_window_s)
+    by_user = RateLimiter(settings.login_attempts_per_user, settings.login_user_window_s)
     static = _static_files()
     guidelines_html = render_markdown(settings.guidelines)
     jinja = Environment(
@@ -372,13 +383,26 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
                         secure=request.url.scheme == "https")
         return resp
 
+    def too_many(retry: float, client: str, key: str | None) -> Response:
+        log.warning("login rate limited", extra={"client": client, "key_id": key})
+        return JSONResponse({"error": "too many failed login attempts; wait a minute"}, status_code=429,
+                            headers={"Retry-After": str(math.ceil(retry))})
+
+    async def login_failed(ip: str, kid: str | None) -> Response:
+        """Count the failure against the address, and against the user when
+        the key id names one (an unknown or missing key id names nobody)."""
+        by_ip.record(f"ip:{ip}")
+        known = kid is not None and await run(store.has_key, kid)
+        if known:
+            by_user.record(f"user:{kid}")
+        log.info("login failed", extra={"client": ip, "key_id": kid if known else None})
+        return RedirectResponse("/login?error=1", status_code=303)
+
     async def login(request: Request) -> Response:
         ip = _client(request)
-        retry = limiter.blocked(ip)
+        retry = by_ip.blocked(f"ip:{ip}")
         if retry:
-            log.warning("login rate limited", extra={"client": ip})
-            return JSONResponse({"error": "too many failed login attempts; wait a minute"}, status_code=429,
-                                headers={"Retry-After": str(math.ceil(retry))})
+            return too_many(retry, ip, None)
         if not _same_origin(request):
             return JSONResponse({"error": "cross-site login refused"}, status_code=403)
         form = await request.form()
@@ -386,11 +410,14 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
         if not cookie or not isinstance(sent, str) or not hmac.compare_digest(cookie.encode(), sent.encode()):
             return JSONResponse({"error": "login form expired; reload the page"}, status_code=403)
         token = form.get("token")
-        user = await run(store.user_by_token, token.strip()) if isinstance(token, str) else None
+        token = token.strip() if isinstance(token, str) else ""
+        kid = token_key(token)
+        retry = by_user.blocked(f"user:{kid}") if kid else 0.0
+        if retry:  # even the right token waits: the limit is there for when someone else has tried it
+            return too_many(retry, ip, kid)
+        user = await run(store.user_by_token, token) if token else None
         if user is None:
-            limiter.record(ip)
-            log.info("login failed", extra={"client": ip})
-            return RedirectResponse("/login?error=1", status_code=303)
+            return await login_failed(ip, kid)
         sid, _ = await run(store.create_session, user)
         log.info("login", extra={"user": user.name, "role": user.role, "client": ip})
         resp = RedirectResponse(HOME[user.role], status_code=303)

@@ -16,7 +16,11 @@ draft of an expired lease is kept in `lost_drafts`, so the same labeler can
 reclaim it as long as nobody else took the task.
 
 Secrets: user tokens and session ids are stored only as SHA-256 hashes, so
-the file holds nothing that logs anyone in.
+the file holds nothing that logs anyone in. A token is `syn_<key id>.<secret>`:
+the key id is random and public (stored as is, in `users.token_id`), so a login
+finds its user without the secret and the server can limit failed attempts per
+user; it is not the user name, so a token shows no name. Tokens made before key
+ids (`syn_<secret>`, `token_id` NULL) still log in, found by their hash.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import hashlib
 import hmac
 import io
 import json
+import re
 import secrets
 import sqlite3
 import threading
@@ -42,6 +47,8 @@ from synth.schema import STAGING_SCHEMA, Observation, Task, Trajectory, trajecto
 ROLES = ("labeler", "reviewer", "admin")
 STATES = ("queued", "leased", "done", "dropped")
 TOKEN_PREFIX = "syn_"
+KEY_ID = re.compile(r"[A-Za-z0-9_-]{8,32}")
+"""A token's key id: base64url, so `.` can separate it from the secret."""
 SESSION_TTL_S = 12 * 3600.0
 LOST_DRAFT_TTL_S = 24 * 3600.0
 
@@ -51,6 +58,7 @@ CREATE TABLE IF NOT EXISTS users (
     name        TEXT NOT NULL UNIQUE,
     role        TEXT NOT NULL CHECK (role IN ('labeler', 'reviewer', 'admin')),
     token_hash  TEXT NOT NULL UNIQUE,
+    token_id    TEXT,
     created_at  REAL NOT NULL,
     disabled    INTEGER NOT NULL DEFAULT 0
 );
@@ -148,7 +156,11 @@ MIGRATIONS = {
     # (table, column): the column's definition, for files made before it existed
     ("reviews", "override_judge"): "INTEGER NOT NULL DEFAULT 0",
     ("reviews", "override_reason"): "TEXT NOT NULL DEFAULT ''",
+    ("users", "token_id"): "TEXT",
 }
+# after the columns exist; SQLite cannot add a UNIQUE column, so a unique index
+# (which allows many NULLs: every user whose token predates key ids)
+INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS users_token_id ON users (token_id);"
 
 
 class LeaseLost(Exception):
@@ -177,8 +189,19 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def new_token() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+def new_token() -> tuple[str, str]:
+    """A new (key id, token): `syn_<key id>.<secret>`."""
+    kid = secrets.token_urlsafe(9)
+    return kid, f"{TOKEN_PREFIX}{kid}.{secrets.token_urlsafe(32)}"
+
+
+def token_key(token: str) -> str | None:
+    """The key id of a token shaped `syn_<key id>.<secret>`; None for a token
+    made before key ids (`syn_<secret>`) or anything else."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    kid, dot, secret = token[len(TOKEN_PREFIX):].partition(".")
+    return kid if dot and secret and KEY_ID.fullmatch(kid) else None
 
 
 def encode_trajectory(t: Trajectory) -> bytes:
@@ -230,6 +253,7 @@ class Store:
             have = {r["name"] for r in c.execute(f"PRAGMA table_info({table})")}
             if column not in have:
                 c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        c.executescript(INDEXES)
 
     # ---------------------------------------------------------------- plumbing
 
@@ -275,25 +299,37 @@ class Store:
         name = name.strip()
         if not name or len(name) > 64 or not all(ch.isalnum() or ch in "._-@" for ch in name):
             raise ValueError("a user name is 1-64 letters, digits or . _ - @")
-        token = new_token()
+        kid, token = new_token()
         try:
             with self._tx() as c:
                 c.execute(
-                    "INSERT INTO users (name, role, token_hash, created_at) VALUES (?, ?, ?, ?)",
-                    (name, role, hash_secret(token), self.clock()),
+                    "INSERT INTO users (name, role, token_hash, token_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (name, role, hash_secret(token), kid, self.clock()),
                 )
         except sqlite3.IntegrityError:
             raise ValueError(f"user {name!r} already exists") from None
         return token
 
     def user_by_token(self, token: str) -> User | None:
+        """The active user the token logs in: looked up by its key id, then
+        its hash compared in constant time; a token without a key id (made
+        before them) is looked up by its hash among the users without one."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        h = hash_secret(token)
-        row = self._q("SELECT id, name, role, token_hash, disabled FROM users WHERE token_hash = ?", (h,))
+        h, kid = hash_secret(token), token_key(token)
+        cols = "SELECT id, name, role, token_hash, disabled FROM users"
+        if kid is not None:
+            row = self._q(f"{cols} WHERE token_id = ?", (kid,))
+        else:
+            row = self._q(f"{cols} WHERE token_hash = ? AND token_id IS NULL", (h,))
         if not row or row[0]["disabled"] or not hmac.compare_digest(row[0]["token_hash"], h):
             return None
         return User(row[0]["id"], row[0]["name"], row[0]["role"])
+
+    def has_key(self, kid: str) -> bool:
+        """Whether a user's current token has this key id (the login limits
+        failures per user only for key ids that name one)."""
+        return bool(self._q("SELECT 1 FROM users WHERE token_id = ?", (kid,)))
 
     def _user_id(self, c: sqlite3.Connection, name: str) -> int:
         row = c.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
@@ -321,10 +357,10 @@ class Store:
     def rotate_token(self, name: str) -> str:
         """A new token for the user (returned, shown once); the old one and
         every session made with it stop working."""
-        token = new_token()
+        kid, token = new_token()
         with self._tx() as c:
             uid = self._user_id(c, name)
-            c.execute("UPDATE users SET token_hash = ? WHERE id = ?", (hash_secret(token), uid))
+            c.execute("UPDATE users SET token_hash = ?, token_id = ? WHERE id = ?", (hash_secret(token), kid, uid))
             self._log_out(c, uid)
         return token
 
@@ -333,8 +369,9 @@ class Store:
         them in until `rotate_token` issues a new one."""
         with self._tx() as c:
             uid = self._user_id(c, name)
-            # a hash of a secret nobody holds: no token matches it
-            c.execute("UPDATE users SET token_hash = ? WHERE id = ?", (hash_secret("revoked:" + new_token()), uid))
+            # no key id, and a hash of a secret nobody holds: no token matches it
+            c.execute("UPDATE users SET token_hash = ?, token_id = NULL WHERE id = ?",
+                      (hash_secret("revoked:" + secrets.token_urlsafe(32)), uid))
             self._log_out(c, uid)
 
     def users(self) -> list[dict[str, Any]]:

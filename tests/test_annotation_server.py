@@ -8,6 +8,8 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import secrets
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,12 +18,13 @@ import time
 import pytest
 import requests
 
-from annotation_ui.store import Store
+from annotation_ui.store import Store, hash_secret
 from annotation_ui.testing import ROOT, ServerProcess, login
 from synth import staging
 from synth.schema import Action, Box, Element, Observation, Step, Trajectory, Verdict, trajectory_id
 from synth.sites.miniwob import make_task
 
+TOKEN = re.compile(r"syn_[A-Za-z0-9_\-]{8,32}\.[A-Za-z0-9_\-]{40,}")
 PAYLOAD = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
 N_TASKS = 30
 N_LABELERS = 20
@@ -73,7 +76,7 @@ sources:
     )
     assert r.returncode == 0, r.stderr
     tokens = {"root": r.stdout.strip()}
-    assert re.fullmatch(r"syn_[A-Za-z0-9_\-]{40,}", tokens["root"]) and tokens["root"] not in r.stderr
+    assert TOKEN.fullmatch(tokens["root"]) and tokens["root"] not in r.stderr
     store = Store(db)
     for name, role in [("lab", "labeler"), ("xss", "labeler"), ("rev", "reviewer")] + [
         (f"sim{i:02d}", "labeler") for i in range(N_LABELERS)
@@ -114,7 +117,8 @@ def user_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("annotate-users")
     db = tmp / "q.db"
     Store(db).enqueue(make_task("click-test", 0))
-    server = ServerProcess("--db", str(db), "--forwarded-allow-ips", "127.0.0.1", log_path=tmp / "server.log")
+    server = ServerProcess("--db", str(db), "--forwarded-allow-ips", "127.0.0.1", "--login-attempts-per-user", "3",
+                           log_path=tmp / "server.log")
     yield server, db
     server.stop()
 
@@ -423,17 +427,59 @@ def test_login_attempts_are_rate_limited(short_server):
 
 def test_tokens_never_reach_the_logs(main_server, short_server):
     login(main_server[0].url, main_server[1]["lab"])
+    # a token pasted into a URL reaches the access log, masked whole: key id and secret
+    requests.get(main_server[0].url + "/login", params={"t": main_server[1]["lab"]})
+    assert "syn_[redacted]" in main_server[0].log()
     for server, tokens in ((main_server[0], main_server[1]), short_server):
         text = server.log()
         assert '"msg": "login"' in text  # the log is there and says who logged in
         for token in tokens.values():
-            assert token not in text and token[4:20] not in text
+            assert token not in text and token[4:20] not in text and token.split(".")[1][:16] not in text
         for line in text.splitlines():
             if line.startswith("{"):
                 json.loads(line)
 
 
 # ---------------------------------------------------------------- user management and TLS
+
+
+def proxied_login(url: str, token: str, client: str) -> requests.Response:
+    """A login through the trusted proxy from `client` (X-Forwarded-For)."""
+    headers = {"X-Forwarded-For": client}
+    s = requests.Session()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', s.get(url + "/login", headers=headers).text).group(1)
+    return s.post(url + "/login", data={"csrf": csrf, "token": token}, headers=headers, allow_redirects=False)
+
+
+def outcome(r: requests.Response) -> str:
+    return {303: r.headers.get("location", ""), 429: "limited"}.get(r.status_code, str(r.status_code))
+
+
+def test_failed_logins_are_limited_per_user_from_any_address(user_server):
+    """One user's key id failed from four addresses is refused once the
+    per-user limit (3) is reached, even with the right token from a fifth;
+    another user still logs in from all of them (only one key id is blocked,
+    no address is), and so does a token from before key ids."""
+    server, db = user_server
+    url = server.url
+    victim = annotate("add-user", "vic", "--role", "labeler", "--db", str(db)).stdout.strip()
+    other = annotate("add-user", "oth", "--role", "labeler", "--db", str(db)).stdout.strip()
+    assert TOKEN.fullmatch(victim) and TOKEN.fullmatch(other)
+    addresses = [f"198.51.100.{i}" for i in range(1, 5)]
+    wrong = victim.split(".")[0] + ".not-the-secret"
+    assert [outcome(proxied_login(url, wrong, a)) for a in addresses] == ["/login?error=1"] * 3 + ["limited"]
+    r = proxied_login(url, victim, "198.51.100.99")
+    assert outcome(r) == "limited" and int(r.headers["retry-after"]) > 0
+    assert [outcome(proxied_login(url, other, a)) for a in addresses] == ["/label"] * 4
+    # an unknown key id names no user: it counts against its address only
+    assert {outcome(proxied_login(url, "syn_nobodyatall." + "x" * 43, a)) for a in addresses} == {"/login?error=1"}
+
+    legacy = "syn_" + secrets.token_urlsafe(32)  # a token made before key ids, in a file from then
+    with sqlite3.connect(db) as c:
+        c.execute("INSERT INTO users (name, role, token_hash, created_at) VALUES ('old', 'reviewer', ?, 0)",
+                  (hash_secret(legacy),))
+    assert outcome(proxied_login(url, legacy, addresses[0])) == "/review"
+    assert victim not in server.log() and victim.split(".")[1] not in server.log()
 
 
 def test_users_can_be_disabled_enabled_rotated_and_revoked(user_server):

@@ -5,6 +5,8 @@ expiry, skips, overlap, tokens, and harvesting each trajectory exactly once."""
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from annotation_ui import harvest
-from annotation_ui.store import LeaseLost, Store
+from annotation_ui.store import SCHEMA, LeaseLost, Store, hash_secret, token_key
 from synth import staging
 from synth.config import HumanSourceConfig
 from synth.schema import Action, Box, Monologue, Observation, Step, Task, Trajectory, Verdict, trajectory_id
@@ -47,19 +49,49 @@ def tasks(n: int, name: str = "click-test", solver: str | None = None) -> list[T
     return [make_task(name, seed, solver=solver) for seed in range(n)]
 
 
+TOKEN = re.compile(r"syn_([A-Za-z0-9_\-]{8,32})\.[A-Za-z0-9_\-]{40,}")
+
+
 def test_tokens_are_stored_only_as_hashes(tmp_path):
     store = Store(tmp_path / "q.db")
     token = store.add_user("alice", "labeler")
-    assert token.startswith("syn_") and len(token) > 40
+    kid = TOKEN.fullmatch(token).group(1)
+    assert token_key(token) == kid and "alice" not in kid and store.has_key(kid)
     assert store.user_by_token(token).name == "alice"
     assert store.user_by_token(token + "x") is None and store.user_by_token("") is None
+    assert store.user_by_token(token.replace(".", ".x", 1)) is None  # the right key id, a wrong secret
     store.close()
-    for f in tmp_path.iterdir():  # the database and its WAL never hold the token
-        assert token.encode() not in f.read_bytes()
+    secret = token.split(".", 1)[1]
+    for f in tmp_path.iterdir():  # the database and its WAL never hold the token (the key id is public)
+        assert token.encode() not in f.read_bytes() and secret.encode() not in f.read_bytes()
     with pytest.raises(ValueError, match="already exists"):
         Store(tmp_path / "q.db").add_user("alice", "reviewer")
     with pytest.raises(ValueError, match="role"):
         Store(tmp_path / "q.db").add_user("bob", "root")
+
+
+def test_a_queue_file_from_before_key_ids_keeps_its_tokens_working(tmp_path):
+    """An older file: no `users.token_id`, tokens `syn_<secret>`. The column is
+    added on open, the old token still logs in; a rotation or a new user gets
+    a key id, and a revoked user has none."""
+    db = tmp_path / "q.db"
+    old = sqlite3.connect(db)
+    old.executescript(SCHEMA.replace("    token_id    TEXT,\n", ""))
+    legacy = "syn_" + "A" * 43
+    old.execute("INSERT INTO users (name, role, token_hash, created_at) VALUES ('old', 'labeler', ?, 0)",
+                (hash_secret(legacy),))
+    old.commit()
+    old.close()
+    store = Store(db)
+    assert token_key(legacy) is None and store.user_by_token(legacy).name == "old"
+    assert TOKEN.fullmatch(store.add_user("new", "labeler"))
+    rotated = store.rotate_token("old")
+    assert TOKEN.fullmatch(rotated) and store.user_by_token(legacy) is None
+    assert store.user_by_token(rotated).name == "old"
+    store.revoke_token("old")
+    assert store.user_by_token(rotated) is None and not store.has_key(token_key(rotated))
+    store.revoke_token("new")  # two users without a key id: the unique index allows it
+    assert Store(db).user_by_token(legacy) is None  # opening again migrates nothing twice
 
 
 def test_twenty_labelers_in_threads_never_share_a_lease_and_lose_nothing(tmp_path):
