@@ -383,3 +383,40 @@ def test_a_changed_record_names_what_was_typed_not_what_the_site_moved():
     assert "version" not in e.instruction and "mchen" not in e.instruction, e.instruction
     untyped = derive(_trac("minor"), _trac("major"), "http://x/ticket/12", "http://x/ticket/12", [], "")
     assert untyped.judge.params["expected"] == {"id": 12, "priority": "major"}  # nothing typed: every change named
+
+
+@pytest.mark.timeout(900)
+async def test_text_typed_that_left_no_trace_is_left_out_of_the_segment(monkeypatch):
+    """Trac, a real third-party app: a segment types a word no page shows
+    into the search box, then opens the roadmap. The view it proposes does
+    not name the word, so as recorded the consistency gate would reject it
+    (typed_text_ungrounded); the source re-records it without the typing,
+    and the derived judge passes on that cold episode."""
+    pytest.importorskip("trac")
+    from synth.explore.propose import seed_task
+    from synth.explore.walk import Walker
+    from synth.quality.consistency import check
+
+    class StrayTyping(Walker):
+        async def segment(self, env, obs, state_before):
+            self.typed, self.reason = ["Zanzibarish"], "scripted"
+            obs = await env.click(obs.find("Search:", role="textbox"))
+            obs = await env.type("Zanzibarish")
+            await env.click(obs.find("ROADMAP", role="link"))
+
+    source = await _explore(seed=0)
+    monkeypatch.setattr(source, "walker", lambda site, memory=None, rng=None: StrayTyping(memory, rng))
+    try:
+        import random
+
+        from synth.explore.walk import Memory
+
+        seed = seed_task("trac", "/wiki/WikiStart", 0, {"content_seed": 0})
+        p = await source.propose(seed, Memory(), random.Random(0))
+        assert p.status == "proposed", p.reason
+        assert "roadmap" in p.task.instruction.lower() and "Zanzibarish" not in p.task.instruction
+        assert [s.action.name for s in p.segment.steps] == ["click"], p.segment.steps
+        assert p.segment.verdict.passed and p.segment.status == "accepted"
+        assert "typed_text_ungrounded" not in check(p.segment)
+    finally:
+        await source.teardown()

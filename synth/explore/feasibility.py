@@ -10,6 +10,12 @@ segment's own end state and fails at its start) becomes data only when
 - its instruction is no exact or near duplicate of an existing task's
   (templates' instructions and earlier proposals; synth.quality.dedup).
 
+Before either, `drop_stray_typing` re-records a segment without the text it
+typed that neither its instruction names nor a page it saw shows (the walk
+draws words from the whole walk, and a field the site does not keep leaves
+no trace): the consistency gate would reject it as ungrounded, and the
+minimality gate never tries leaving out a step that changed the page.
+
 Rejected proposals keep their reason.
 """
 
@@ -21,6 +27,7 @@ from typing import Sequence
 from synth.env import BrowserEnv
 from synth.episode import run_episode
 from synth.explore.propose import SOURCE, Proposal
+from synth.quality.consistency import ungrounded_typing
 from synth.quality.dedup import near_duplicate_groups
 from synth.quality.replay import ReplayJob, Replayer, ReplayStep, noop_steps, steps_of
 from synth.schema import Observation, Task, Trajectory
@@ -65,6 +72,43 @@ async def verify(replayer: Replayer, proposal: Proposal, exhaustive: bool = Fals
     proposal.trimmed = unnecessary
     proposal.trajectory = fresh.model_copy(update={"replay_passed": True})
     proposal.status, proposal.reason = "accepted", None
+    return proposal
+
+
+TEXT_FIELDS = {"textbox", "searchbox", "combobox"}
+
+
+def without_typing(steps: Sequence[ReplayStep], typed: Sequence[int]) -> tuple[list[ReplayStep], list[int]]:
+    """`steps` without the type steps `typed` and what the walk did to type
+    them (`Walker._fill`: a click on the field, a select-all); the kept steps
+    and the indices left out."""
+    drop: set[int] = set()
+    for i in typed:
+        drop.add(i)
+        j = i - 1
+        if j >= 0 and steps[j].action.name == "press" and steps[j].action.key == "ControlOrMeta+a":
+            drop.add(j)
+            j -= 1
+        target = steps[j].target if j >= 0 else None
+        if target is not None and steps[j].action.name == "click" and target.role in TEXT_FIELDS:
+            drop.add(j)
+    return [s for k, s in enumerate(steps) if k not in drop], sorted(drop)
+
+
+async def drop_stray_typing(replayer: Replayer, proposal: Proposal) -> Proposal:
+    """A proposal whose segment typed text that is grounded nowhere (see the
+    module doc) gets the segment re-recorded without that typing, in a cold
+    episode, if the derived judge passes on it and nothing ungrounded is
+    left; otherwise it stays as it was (and the consistency gate rejects it)."""
+    if proposal.status != "proposed" or proposal.task is None:
+        return proposal
+    stray = ungrounded_typing(proposal.segment)
+    if not stray:
+        return proposal
+    kept, _ = without_typing(steps_of(proposal.segment), stray)
+    fresh = await replay_recorded(replayer, proposal.task, kept, proposal.segment.source_detail)
+    if fresh.status == "accepted" and not ungrounded_typing(fresh):
+        proposal.segment = fresh
     return proposal
 
 

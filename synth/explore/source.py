@@ -29,6 +29,7 @@ from pydantic import Field
 from synth.config import SourceConfig
 from synth.env import BrowserConfig
 from synth.explore import feasibility
+from synth.quality.consistency import ungrounded_typing
 from synth.explore.propose import Proposal, Writer, explore_segment, seed_task, template_free
 from synth.explore.walk import Memory, Walker
 from synth.quality.replay import Replayer
@@ -157,8 +158,15 @@ class ExploreSource(BrowserSource):
         start = (task.start_url if own else None) or memory.start_url(rng, form=walker.form_mode)
         params = {"content_seed": task.params.get("content_seed", self.config.content_seed)}
         seed = seed_task(task.site, start, task.seed, params, segment)
-        return await explore_segment(await self.env(seed), seed, walker, self.writer, run_id=self.run_id,
-                                     timeout_s=self.episode_timeout_s, answer_share=self.config.answer_share)
+        proposal = await explore_segment(await self.env(seed), seed, walker, self.writer, run_id=self.run_id,
+                                         timeout_s=self.episode_timeout_s, answer_share=self.config.answer_share)
+        if proposal.status != "proposed" or not ungrounded_typing(proposal.segment):
+            return proposal
+        replayer = self.replayer()
+        try:
+            return await feasibility.drop_stray_typing(replayer, proposal)
+        finally:
+            await replayer._pages.close()
 
     async def run_all(self, task: Task) -> list[Trajectory]:
         """A walk: `segments` segments from a fresh memory and a generator

@@ -209,6 +209,18 @@ def check(traj: Trajectory, max_steps: int | None = None, rules: TemplateConsist
     return [f for f in FLAGS if f in flags]
 
 
+def ungrounded_typing(traj: Trajectory) -> list[int]:
+    """The type steps that raise `typed_text_ungrounded` (as `check` finds
+    them, for a template without a `consistency:` declaration)."""
+    seen_text, out = "", []
+    for i, step in enumerate(traj.steps):
+        seen_text += " " + page_text(step.observation)
+        if step.role != "mistake" and step.action.name == "type" \
+                and "typed_text_ungrounded" in step_flags(step, traj.instruction, seen_text):
+            out.append(i)
+    return out
+
+
 @dataclass(frozen=True)
 class ConsistencyCheck:
     """A quality gate: adds `consistency_flags` to each trajectory.
