@@ -520,11 +520,10 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
             raise HttpError(400, str(e)) from None
         lease, ep = await held(ctx, data)
         attempt = await run(store.attempt, ctx.user, lease.task.task_id)
-        final = ep.obs  # the page after the last action, for reviewers (an answer does not change it)
-        trajectory = await recorder.submit(ep, answer, thought, attempt)
+        trajectory = await recorder.submit(ep, answer, thought, attempt)  # with its final_screenshot
         blob = await run(encode_trajectory, trajectory)
         try:
-            await run(store.submit, ctx.user, lease.item_id, trajectory, blob, final)
+            await run(store.submit, ctx.user, lease.item_id, trajectory, blob)
         except LeaseLost as e:
             raise HttpError(409, f"{e}; the trajectory was not stored") from None
         log.info("submit", extra={"user": ctx.user.name, "item": lease.item_id, "trajectory": trajectory.trajectory_id,
@@ -635,22 +634,31 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
             out["label"] = f"select: {a.get('text') or ''}"
         return out
 
+    async def _final_shot(t: dict[str, Any]) -> tuple[bytes | None, str | None]:
+        """The screenshot of the page after the last action, and its URL when
+        it differs from the trajectory's: every source's trajectory carries
+        it (`final_screenshot`); the queue's `final_states` holds it for human
+        trajectories submitted before that."""
+        if t.get("final_screenshot"):
+            return t["final_screenshot"], None
+        found = await run(store.final_state, t["trajectory_id"])
+        return (found["screenshot"], found["url"]) if found else (None, None)
+
     async def _final_state(t: dict[str, Any]) -> dict[str, Any]:
-        """The page after the last action: recorded by the labeler page for
-        human trajectories; for the others, the last step's page when that
-        step was the answer (which changes nothing on the page); else only
-        the final URL is known."""
+        """The page after the last action; for a trajectory staged before
+        that was kept, the last step's page when that step was the answer
+        (which changes nothing on the page); else only the final URL."""
         tid = t["trajectory_id"]
-        found = await run(store.final_state, tid)
-        if found is not None:
-            return {"src": f"/review/{tid}/final.png" if found["screenshot"] else None, "url": found["url"],
+        shot, url = await _final_shot(t)
+        if shot:
+            return {"src": f"/review/{tid}/final.png", "url": url or t.get("final_url") or "",
                     "note": "the page after the last action"}
         steps = t["steps"]
         if steps and steps[-1]["action"]["name"] in ("answer", "done") and steps[-1]["observation"].get("screenshot"):
             return {"src": f"/review/{tid}/step/{len(steps) - 1}.png", "url": steps[-1]["observation"]["url"],
                     "note": "the page when the answer was given (after the last page action)"}
         return {"src": None, "url": t.get("final_url") or "",
-                "note": "this source records the page before each action only; the final URL is all that is known"}
+                "note": "no screenshot after the last action was kept; the final URL is all that is known"}
 
     @guard(ROLE_REVIEW, api=False)
     async def review_detail(request: Request, ctx: Ctx) -> Response:
@@ -711,10 +719,11 @@ def create_app(settings: Settings, *, recorder: Recorder | None = None) -> Starl
     @guard(ROLE_REVIEW, api=True)
     async def review_final_shot(request: Request, ctx: Ctx) -> Response:
         tid = request.path_params["tid"]
-        found = await run(store.final_state, tid) if TRAJECTORY_ID.match(tid) else None
-        if found is None or not found["screenshot"]:
+        t = await run(trajectories.get, tid) if TRAJECTORY_ID.match(tid) else None
+        shot = (await _final_shot(t))[0] if t is not None else None
+        if not shot:
             return Response(status_code=404)
-        return Response(found["screenshot"], media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+        return Response(shot, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @guard(ROLE_REVIEW, api=False)
     async def review_post(request: Request, ctx: Ctx) -> Response:

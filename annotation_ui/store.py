@@ -596,8 +596,9 @@ class Store:
         final: Observation | None = None,
     ) -> None:
         """Store the trajectory and close the item, if the lease is still held.
-        `final`: the page after the last action (a trajectory's steps hold
-        only the page before each action), for reviewers."""
+        `final`: the page after the last action, for reviewers, in
+        `final_states`; the server no longer passes it, as the trajectory
+        carries it (`final_screenshot`), but reads what older versions stored."""
         data = data if data is not None else encode_trajectory(trajectory)
         with self._tx() as c:
             row = self._held(c, user, item_id)

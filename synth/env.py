@@ -230,6 +230,7 @@ class BrowserEnv:
         """Open a fresh context, let the site set the task up, observe."""
         await self.close()
         self.task, self.steps, self.answer, self.finished = task, [], None, False
+        self.obs = None  # never the last episode's page, should this one fail to set up
         self._waited_ms = self._settle_ms = 0.0
         reused = self.pages.take(self.site.name) if self.pages is not None else None
         if reused is not None:

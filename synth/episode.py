@@ -104,7 +104,23 @@ async def finish(
         task, source=source, source_detail=source_detail, verdict=verdict, error=error, attempt=attempt,
         run_id=run_id, started_at=started_at, duration_s=time.perf_counter() - t0,
         instruction=env.instruction, steps=env.steps, answer=env.answer, final_url=final_url,
+        final_screenshot=final_page_shot(env),
     )
+
+
+def final_page_shot(env: BrowserEnv) -> bytes | None:
+    """The screenshot of the page after the last action, which the env took
+    already (`env.obs`, observed after every page action; an answer or done
+    changes nothing on the page), so it costs no screenshot. None when that
+    observation failed: `env.obs` is then still the last step's own page, from
+    before its action."""
+    obs = env.obs
+    if obs is None:
+        return None
+    last = env.steps[-1] if env.steps else None
+    if last is not None and last.observation is obs and last.action.name not in ("answer", "done"):
+        return None
+    return obs.screenshot
 
 
 def record(
@@ -122,6 +138,7 @@ def record(
     steps: list[Step] | None = None,
     answer: str | None = None,
     final_url: str = "",
+    final_screenshot: bytes | None = None,
 ) -> Trajectory:
     """The Trajectory of an ended episode: accepted only if the judge passed
     and nothing failed, else rejected with the reason."""
@@ -152,6 +169,7 @@ def record(
         duration_s=duration_s,
         run_id=run_id,
         synth_version=__version__,
+        final_screenshot=final_screenshot,
     )
 
 

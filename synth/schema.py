@@ -346,6 +346,10 @@ class Trajectory(BaseModel):
     duration_s: float = 0.0
     run_id: str = ""
     synth_version: str = ""
+    final_screenshot: bytes | None = None
+    """The page after the last action (a step holds only the page before its
+    action): the observation the env already took after it, for reviewers.
+    In staging only, not in `data/`: no step's target, so no training sample."""
 
 
 def trajectory_id(task_id: str, source: str, source_detail: str, attempt: int = 0) -> str:
@@ -493,9 +497,10 @@ _TRAJECTORY_TAIL = [
 ]
 
 STAGING_SCHEMA = pa.schema(
-    _TRAJECTORY_HEAD + [("steps", pa.list_(STEP))] + _TRAJECTORY_TAIL
+    _TRAJECTORY_HEAD + [("steps", pa.list_(STEP))] + _TRAJECTORY_TAIL + [("final_screenshot", pa.binary())]
 )
-"""Staging: one row per trajectory, steps nested with their screenshots."""
+"""Staging: one row per trajectory, steps nested with their screenshots, and
+the final page's (null in files written before it existed)."""
 
 STEP_SUMMARY = pa.struct(
     [

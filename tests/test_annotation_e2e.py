@@ -25,7 +25,11 @@ import pytest
 from annotation_ui import agreement
 from annotation_ui.store import Store
 from annotation_ui.testing import ROOT, ServerProcess, login
+from synth import staging
+from synth.env import BrowserEnv
+from synth.episode import run_episode
 from synth.sites.miniwob import make_task
+from synth.solver import get_solver
 
 pytestmark = pytest.mark.slow
 
@@ -455,3 +459,67 @@ async def test_agreement_between_labelers_is_shown_to_reviewers(browser, label_s
         assert "miniwob/click-test" in r.stdout and "50%" in r.stdout and first[0] in r.stdout
     finally:
         await context.close()
+
+
+# ---------------------------------------------------------------- the final page of every source
+
+
+async def agent_trajectory(browser, task):
+    """The LLM agent's (bootstrap) trajectory of `task`, against the mock
+    OpenAI-compatible endpoint, on the test session's Chromium."""
+    from pydantic import SecretStr
+
+    from bootstrap.mock_server import MockServer
+    from bootstrap.source import BootstrapSource
+    from synth.config import BootstrapSourceConfig
+
+    with MockServer(api_key="sk-test") as server:
+        src = BootstrapSource(config=BootstrapSourceConfig(
+            enabled=True, base_url=server.url, model="mock-agent", api_key=SecretStr("sk-test"), cache_path=None))
+        src._playwright, src._browser = "shared", browser  # BrowserSource relaunches only when these are missing
+        try:
+            return await src.run(task)
+        finally:  # not src.teardown(): that would close the session's Chromium
+            if src.client is not None:
+                await src.client.aclose()
+            await src._pages.close()
+            for site in src._sites.values():
+                await site.stop()
+
+
+async def test_reviewers_see_the_final_page_of_solver_and_agent_trajectories(browser, miniwob_site, tmp_path):
+    """The page after the last action, which no step's screenshot shows, for
+    a solver's trajectory and for a rejected one of the LLM agent (cut off by
+    its step limit after one click): both were recorded in Chromium, staged,
+    and opened by a reviewer on the review page."""
+    env = BrowserEnv(browser, miniwob_site)
+    try:
+        solved = await run_episode(env, make_task("click-button", 7, solver="miniwob.click-button"),
+                                   get_solver("miniwob.click-button"), source="solver",
+                                   source_detail="miniwob.click-button")
+    finally:
+        await env.close()
+    cut_off = await agent_trajectory(browser, make_task("click-button-sequence", 7).model_copy(update={"max_steps": 1}))
+    assert solved.status == "accepted" and cut_off.status == "rejected" and cut_off.source == "bootstrap"
+    for t in (solved, cut_off):
+        assert [s.action.name for s in t.steps] == ["click"]  # ends on a page action, not on an answer
+        assert t.final_screenshot and t.final_screenshot != t.steps[-1].observation.screenshot
+    staging.write_batch(tmp_path / "out" / "staging", [solved, cut_off], "run-0")
+    db = tmp_path / "q.db"
+    token = Store(db).add_user("rv", "reviewer")
+    server = ServerProcess("--db", str(db), "--out", str(tmp_path / "out"), log_path=tmp_path / "server.log")
+    context, page = await log_in(browser, server.url, token)
+    try:
+        await page.wait_for_url("**/review")
+        for t in (solved, cut_off):
+            await page.goto(f"{server.url}/review/{t.trajectory_id}")
+            await page.wait_for_function("() => document.getElementById('final-shot').naturalWidth > 0")
+            assert "the page after the last action" in await page.text_content("#step-final")
+            final = await page.evaluate(
+                "(u) => fetch(u).then((r) => r.arrayBuffer()).then((b) => Array.from(new Uint8Array(b)))",
+                f"/review/{t.trajectory_id}/final.png",
+            )
+            assert bytes(final) == t.final_screenshot
+    finally:
+        await context.close()
+        server.stop()

@@ -185,6 +185,21 @@ def test_only_accepted_trajectories_become_samples(run):
             assert "with-a-failed-step-002" not in ds["id"]
 
 
+def test_the_final_page_stays_in_staging_out_of_every_export(run):
+    """Each recorded trajectory keeps the page after its last action, for
+    reviewers; it is no step's target, so no file under data/ holds it."""
+    staged = staging.table(run.out / "staging", ["trajectory_id", "final_screenshot"]).to_pylist()
+    assert staged and all(r["final_screenshot"] == run.by_id[r["trajectory_id"]].final_screenshot for r in staged)
+    assert all(r["final_screenshot"] for r in staged)
+    files = [f for f in (run.out / "data").rglob("*") if f.is_file()]
+    assert any(f.suffix == ".jsonl" for f in files) and any(f.suffix == ".parquet" for f in files)
+    for f in files:
+        if f.suffix == ".parquet":
+            assert "final_screenshot" not in pq.read_schema(f).names, f
+        elif f.suffix == ".jsonl":
+            assert "final_screenshot" not in f.read_text(), f
+
+
 def test_aguvis_grounding(run):
     ds = run.load("aguvis-grounding")
     assert isinstance(ds.features["image"], HFImage)
