@@ -117,7 +117,7 @@ def judges_eval(
         ))
     report.items.extend(reviewed)
     if said:
-        out.print(said, highlight=False)
+        out.print(said, highlight=False, soft_wrap=True)
     labels = "the oracle and reviews" if reviewed else "the oracle"
     out.print(accuracy_table(f"judge accuracy per template (labels: {labels})", report.by_template(), "template"))
     out.print(accuracy_table("per judge type", report.by_judge(), "judge"))

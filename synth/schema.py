@@ -312,6 +312,10 @@ class Verdict(BaseModel):
 
 
 class Trajectory(BaseModel):
+    # final_screenshot is PNG bytes: as JSON (a log line, a test's check
+    # that no key leaked) it is base64, not text it cannot be
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+
     trajectory_id: str
     task_id: str
     template_id: str
