@@ -379,19 +379,21 @@ class BrowserEnv:
         vp = self.page.viewport_size or self.site.viewport
         return Box(x=0, y=0, width=vp["width"], height=vp["height"])
 
-    async def observe(self) -> Observation:
+    async def observe(self, snapshot: bool = False) -> Observation:
         """Once the page has settled: a screenshot of the observed area plus
-        the compact snapshot."""
+        the compact snapshot. `snapshot`: take the snapshot even where the
+        config takes none (what a judge reads, see `_act`)."""
         page = self._page()
         area = self._area()
+        snapshot = snapshot or self.config.snapshots
         try:
-            if self.config.snapshots or self.config.screenshots:
+            if snapshot or self.config.screenshots:
                 await self.settle()  # otherwise nothing is observed: the next action settles first
             shot = None
             async with observation_gate(self.browser, self.config.observations_per_browser):
                 # A JSON string crosses Playwright's protocol far faster than the
                 # same data as an object (bench/record.py: 4 ms against 9 ms).
-                if self.config.snapshots:
+                if snapshot:
                     snap = json.loads(await self._snapshot_json(page, area))
                 else:
                     snap = {"url": page.url, "title": "", "elements": []}
@@ -539,6 +541,11 @@ class BrowserEnv:
 
     async def _act(self, resolved: Resolved, started: float) -> Observation:
         action, obs_before = resolved.action, self.obs
+        if action.name == "answer" and not self.config.snapshots:
+            # A judge reads the page an answer is given on (string_match
+            # `shown`): replays that take no snapshots still take this one,
+            # or a right answer would never be shown to them.
+            obs_before = self.obs = await self.observe(snapshot=True)
         self._requested.clear()
         error = resolved.error or await self._execute(action, resolved.element)
         if action.name not in ("answer", "done"):

@@ -144,3 +144,36 @@ async def test_a_count_is_accepted_only_where_the_inspection_it_counts_is_shown(
     assert own_with.passed and own_shown.passed, own_with.reason
     assert other_shown.passed, other_shown.reason  # the weakness: the number is on that page too
     assert not other_with.passed and f"does not show ['{day}']" in other_with.reason, other_with.reason
+
+
+async def test_an_answer_replayed_as_the_pipeline_replays_is_judged_on_the_page_it_was_given_on():
+    """The replay gate and `synth replay` take no snapshots (the replay pass
+    is kept cheap), but string_match `shown` reads the page an answer was
+    given on from the answer step's observation. A right answer replayed on
+    the right row page must pass: it failed as "not shown" for every
+    Datasette answer task in an exploration run's replay gate."""
+    from synth.config import load_pipeline
+    from synth.pipeline import _replay_options
+    from synth.quality.replay import ReplayJob, Replayer, noop_steps, pack_steps, steps_of, unpack_steps
+    from synth.sources import SolverSource
+    from synth.tasks import tasks_from
+
+    task = tasks_from(TEMPLATES / "datasette.yaml", ["restaurant-phone"], 1)[0]
+    assert task.judge.params.get("shown") is True
+    source = SolverSource()
+    await source.setup()
+    try:
+        recorded = await source.run(task)
+    finally:
+        await source.teardown()
+    assert recorded.status == "accepted", recorded.reject_reason
+    options = _replay_options(load_pipeline(ROOT / "pipelines" / "apps.yaml"), "test")
+    assert not options["browser"].snapshots  # as the pipeline replays
+    replayer = Replayer(**options)
+    await replayer.setup()
+    try:
+        job = ReplayJob(recorded.trajectory_id, task, unpack_steps(pack_steps(steps_of(recorded))), noop_steps(recorded))
+        result = await replayer.verify(job)
+    finally:
+        await replayer.teardown()
+    assert result.passed, result.reason
