@@ -149,6 +149,8 @@ def _summary(m: dict, out_dir: str) -> None:
             f"consistency -{gates['consistency']['rejected']}, duplicates -{gates['dedup']['rejected']}, "
             f"replay {r['passed']} passed / {r['rejected']} failed ({r['cached']} cached, {r['not_sampled']} not sampled), "
             f"minimality -{gates['minimality']['rejected']}"
+            + (f"; replay took {r['seconds']:,.0f} s, minimality {gates['minimality'].get('seconds', 0):,.0f} s of browser time"
+               if r.get("seconds") else "")
         )
 
 

@@ -58,19 +58,32 @@ def _gates(manifest: dict[str, Any]) -> list[dict[str, Any]]:
          "detail": f"threshold {g['dedup']['threshold']}"},
         {"name": "replay", "stage": "replay", "in": replay["in"], "rejected": replay["rejected"],
          "detail": f"{replay['replayed']} replayed, {replay['cached']} cached, {replay['not_sampled']} not sampled, "
-                   f"{replay['promoted']} promoted"},
+                   f"{replay['promoted']} promoted" + _seconds(replay)},
         {"name": "minimality", "stage": "minimality", "in": replay["passed"], "rejected": g["minimality"]["rejected"],
-         "detail": f"mode {g['minimality']['mode']}, {g['minimality']['steps_dropped']} steps dropped"},
+         "detail": f"mode {g['minimality']['mode']}, {g['minimality']['steps_dropped']} steps dropped"
+                   + _seconds(g["minimality"])},
     ]
 
 
-def _stage_costs(manifest: dict[str, Any], judge_recorded: bool) -> str:
+def _seconds(gate: dict[str, Any]) -> str:
+    """A gate's browser time, where the manifest records it."""
+    return f", {gate['seconds']:,.1f} s of browser time" if gate.get("seconds") else ""
+
+
+def _stage_costs(manifest: dict[str, Any], judge_recorded: bool, verification_timed: bool) -> str:
     """What the funnel cannot show per trajectory, said plainly."""
     said = [] if judge_recorded else ["This output's verdicts record no judging spend (older data, or no LLM judge)."]
-    mono = (manifest.get("gates") or {}).get("monologue") or {}
+    gates = manifest.get("gates") or {}
+    mono = gates.get("monologue") or {}
     if mono.get("cost_usd"):
         said.append(f"The monologue gate spent ${mono['cost_usd']:,.4f} on {mono.get('generated', 0)} steps in all.")
-    said.append("Replay and minimality spend only browser time, which this output does not record.")
+    if verification_timed:
+        said.append("Replay and minimality spend only browser time: the seconds each trajectory's replays and "
+                    "minimality tries took (counted where the trajectory stands, whatever became of it). "
+                    "Consistency and dedup spend neither tokens nor browser time.")
+    else:
+        said.append("Replay and minimality spend only browser time, which this output does not record "
+                    "(it was verified before replays were timed).")
     return " ".join(said)
 
 
@@ -153,6 +166,8 @@ def render(out_dir: storage.Location, screenshots: bool = True, screenshot_mb: f
     con = connect(out_dir)
     con.execute("SET enable_progress_bar = false")  # reading every step's screenshot would draw one on the terminal
     rows = data.index_rows(con)
+    verified = data.verification_seconds(out_dir)
+    data.with_verification_seconds(rows, verified)
     judge_recorded = data.judge_spend_recorded(con)
     has_steps = _has_table(con, "steps")
     total, accepted, cost = m["trajectories"], m["accepted"], m.get("cost_usd", 0.0)
@@ -183,7 +198,8 @@ def render(out_dir: storage.Location, screenshots: bool = True, screenshot_mb: f
         specs=_json({p["id"]: p["spec"] for p in plots if p["spec"]}),
         funnel=funnel,
         agreement=agreement,
-        stage_costs=_stage_costs(m, judge_recorded),
+        stage_costs=_stage_costs(m, judge_recorded, bool(verified)),
+        verification_timed=bool(verified),
         judge_recorded=judge_recorded,
         gates=_gates(m),
         reasons=[(k, v, round(100 * v / rejected, 1), _link(stage=data.rejecting_stage("rejected", k)))

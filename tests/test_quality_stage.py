@@ -133,6 +133,26 @@ async def test_gates_reject_with_reasons_and_keep_the_rest(recorded, tmp_path):
     # steps of rejected trajectories stay too, with their status
     steps = pq.read_table(tmp_path / "out/data/steps", columns=["trajectory_id", "status"]).to_pylist()
     assert {s["status"] for s in steps if s["trajectory_id"] == rows["fooled"]["trajectory_id"]} == {"rejected"}
+    _verification_is_timed(tmp_path / "out", rows)
+
+
+def _verification_is_timed(out: Path, rows: dict) -> None:
+    """What replay and minimality spent reaches the manifest, `synth run`'s
+    summary and the report's funnel, per trajectory: those replayed took
+    time, the one the minimality gate tried took more, the copy none."""
+    from synth.report import render
+    from synth.report_html.data import verification_seconds
+
+    gates = rows["_manifest"]["gates"]
+    assert gates["replay"]["seconds"] > 0 and gates["minimality"]["seconds"] > 0
+    assert "replay took" in rows["_out"]
+    spent = verification_seconds(out)
+    ids = {k: r["trajectory_id"] for k, r in rows.items() if not k.startswith("_")}
+    assert spent[ids["good"]][0] > 0 and spent[ids["fooled"]][0] > 0 and spent[ids["noisy"]][1] > 0
+    assert spent[ids["good"]][1] == 0 and ids["copy"] not in spent  # a duplicate is never replayed
+    assert sum(a for a, _ in spent.values()) == pytest.approx(gates["replay"]["seconds"], abs=0.2)
+    page = render(out, screenshots=False)
+    assert "s of browser time" in page and "which this output does not record" not in page
 
 
 async def test_minimality_drop_removes_the_step_and_keeps_the_trajectory(recorded, tmp_path):

@@ -294,6 +294,11 @@ def test_the_funnel_counts_each_stage_in_pipeline_order():
     assert (a["attempted"], a["judged"], a["passed_judge"], a["passed_review"], a["passed_dedup"],
             a["passed_replay"], a["accepted"]) == (5, 4, 3, 3, 2, 1, 1)
     assert a["cost"] == 1.0 and a["usd_per_accepted"] == 1.0 and a["tokens_in"] == 50
+    assert (a["replay_s"], a["minimality_s"]) == (0.0, 0.0)  # rows of an output whose replays were not timed
+    rows[0] |= {"replay_s": 2.0, "minimality_s": 3.5}
+    rows[-1] |= {"replay_s": 1.25, "minimality_s": 0.0}
+    (a, total) = funnel(rows)
+    assert (a["replay_s"], a["minimality_s"]) == (total["replay_s"], total["minimality_s"]) == (3.2, 3.5)
 
 
 def test_a_run_without_labelers_says_so_instead_of_an_empty_plot():

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -96,6 +97,10 @@ class ReplayResult:
     relocated: list[int] = field(default_factory=list)
     """Steps whose recorded target was not at the recorded point on replay
     and was aimed at by its selector instead (the layout moved)."""
+    replay_s: float = 0.0
+    """Seconds the replay took (browser time, waits included)."""
+    minimality_s: float = 0.0
+    """Seconds the minimality tries took after it (0 if none were made)."""
 
 
 def steps_of(t: Trajectory) -> list[ReplayStep]:
@@ -171,10 +176,14 @@ class Replayer(BrowserSource):
         return t.status == "accepted", t.reject_reason or "", relocated
 
     async def verify(self, job: ReplayJob) -> ReplayResult:
+        began = time.monotonic()
         passed, reason, relocated = await self.replay(job.task, job.steps)
-        result = ReplayResult(job.trajectory_id, passed, reason, relocated=relocated)
+        result = ReplayResult(job.trajectory_id, passed, reason, relocated=relocated,
+                              replay_s=round(time.monotonic() - began, 3))
         if passed and job.minimality:
+            began = time.monotonic()
             result.unnecessary = await self._unnecessary(job)
+            result.minimality_s = round(time.monotonic() - began, 3)
         return result
 
     async def _unnecessary(self, job: ReplayJob) -> list[int]:

@@ -51,6 +51,8 @@ REPLAY_CACHE_SCHEMA = pa.schema(
         ("reason", pa.string()),
         ("unnecessary", pa.list_(pa.int32())),
         ("relocated", pa.list_(pa.int32())),
+        ("replay_s", pa.float64()),
+        ("minimality_s", pa.float64()),
     ]
 )
 MAX_REPLAY_ROUNDS = 3
@@ -201,7 +203,7 @@ class ReplayCache:
         for r in storage.read_parquet_rows(self.fs, self.folder):
             self.results[(r["trajectory_id"], r["settings"])] = ReplayResult(
                 r["trajectory_id"], r["passed"], r["reason"] or "", list(r["unnecessary"] or []),
-                list(r.get("relocated") or []),
+                list(r.get("relocated") or []), r.get("replay_s") or 0.0, r.get("minimality_s") or 0.0,
             )
 
     def get(self, trajectory_id: str, settings: str) -> ReplayResult | None:
@@ -212,7 +214,8 @@ class ReplayCache:
             return
         rows = [
             {"trajectory_id": r.trajectory_id, "settings": settings, "passed": r.passed, "reason": r.reason,
-             "unnecessary": r.unnecessary, "relocated": r.relocated}
+             "unnecessary": r.unnecessary, "relocated": r.relocated, "replay_s": r.replay_s,
+             "minimality_s": r.minimality_s}
             for r in results
         ]
         path = storage.join(self.folder, f"{uuid.uuid4().hex[:12]}.parquet")
@@ -335,6 +338,7 @@ def assess(
         "threshold": config.dedup.threshold if config.dedup.enabled else None,
     }
     gates["minimality"] = _minimality_counts(config, groups, verdicts)
+    gates["minimality"]["seconds"] = gates["replay"].pop("minimality_seconds", 0.0)
     say("replay", gates["replay"]["replayed"])
     gates["monologue"] = _monologue_gate(out_dir, config, verdicts, cache_dir or storage.cache_dir(out_dir))
     gates["accepted"] = sum(v.status == "accepted" for v in verdicts.values())
@@ -457,7 +461,7 @@ def _replay_gate(
     replay: Replay | None,
 ) -> dict[str, Any]:
     counts = {"in": len(groups), "replayed": 0, "cached": 0, "passed": 0, "rejected": 0, "not_sampled": 0,
-              "task_unknown": 0, "promoted": 0, "relocated": 0}
+              "task_unknown": 0, "promoted": 0, "relocated": 0, "seconds": 0.0, "minimality_seconds": 0.0}
     if not config.replay.enabled or replay is None:
         counts["not_sampled"] = len(groups)
         return counts
@@ -508,6 +512,8 @@ def _replay_gate(
             members = groups[rep]
             it = members[position[rep]]
             r = results[it.trajectory_id]
+            counts["seconds"] += r.replay_s  # what verifying it cost, this run or the one that cached it
+            counts["minimality_seconds"] += r.minimality_s
             v = verdicts[it.trajectory_id]
             v.replay_passed = r.passed
             if r.passed and r.relocated and config.replay.relocated == "reject":
@@ -535,6 +541,7 @@ def _replay_gate(
                     ov.duplicate_of, ov.reject_reason = new.trajectory_id, f"duplicate: of {new.trajectory_id}"
                 retry.append(rep)
         pending = retry
+    counts["seconds"], counts["minimality_seconds"] = round(counts["seconds"], 1), round(counts["minimality_seconds"], 1)
     return counts
 
 

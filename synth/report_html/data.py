@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 
+from synth import storage
 from synth.report_html.thumbs import Thumbnails
 
 # The order a trajectory meets the stages in (synth.quality.stage.assess), and
@@ -62,10 +63,32 @@ def index_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return rows
 
 
+def verification_seconds(out_dir: storage.Location) -> dict[str, tuple[float, float]]:
+    """Per trajectory, the seconds its replays and minimality tries took
+    (`quality/replay/`, the replay gate's cache, every setting it was
+    verified under): the quality stages that spend browser time. Empty for
+    an output verified before replays were timed."""
+    fs, root = storage.resolve(out_dir)
+    spent: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for r in storage.read_parquet_rows(fs, storage.join(root, "quality", "replay")):
+        if r.get("replay_s") is None:
+            continue  # cached before replays were timed
+        spent[r["trajectory_id"]][0] += r["replay_s"]
+        spent[r["trajectory_id"]][1] += r.get("minimality_s") or 0.0
+    return {tid: (a, b) for tid, (a, b) in spent.items()}
+
+
+def with_verification_seconds(rows: list[dict[str, Any]], spent: dict[str, tuple[float, float]]) -> None:
+    for r in rows:
+        r["replay_s"], r["minimality_s"] = spent.get(r["id"], (0.0, 0.0))
+
+
 def funnel(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per source and template (and a total per source): how many were
     attempted, judged, passed each stage and were accepted, what generating
-    and judging them spent, and dollars (both) per accepted trajectory.
+    and judging them spent, the seconds replay and minimality spent on them
+    (rows without `replay_s`: none), and dollars (generating and judging)
+    per accepted trajectory.
 
     A trajectory rejected at a stage passed every stage before it, so the
     count past a stage is the count attempted less those rejected there or
@@ -92,6 +115,8 @@ def funnel(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "tokens_in": sum(r["tokens_in"] for r in members), "tokens_out": sum(r["tokens_out"] for r in members),
             "cost": round(cost, 4), "seconds": round(sum(r["seconds"] for r in members), 1),
             "judge_tokens": sum(r["judge_tokens"] for r in members), "judge_cost": round(judge_cost, 4),
+            "replay_s": round(sum(r.get("replay_s", 0.0) for r in members), 1),
+            "minimality_s": round(sum(r.get("minimality_s", 0.0) for r in members), 1),
             "usd_per_accepted": round((cost + judge_cost) / accepted, 5) if accepted else None,
         })
     return out
