@@ -193,6 +193,16 @@ def disagreements(db: Path | str | Store) -> list[dict[str, Any]]:
             store.close()
 
 
+COLUMNS = ("template", "tasks", "pairs", "same outcome", "same sequence", "step agreement", "disagreements")
+"""The headers of the agreement table both CLIs print (`cells` fills a row)."""
+
+
+def cells(r: dict[str, Any]) -> tuple[str, ...]:
+    """One `table` row as the CLIs print it, in `COLUMNS` order."""
+    return (r["template_id"], str(r["tasks"]), str(r["pairs"]), f"{r['outcome_agreement']:.0%}",
+            f"{r['sequence_agreement']:.0%}", f"{r['step_agreement']:.2f}", str(r["disagreements"]))
+
+
 def describe(d: dict[str, Any]) -> str:
     """One disagreement (a `disagreements` row) on one line."""
     return (f"{d['template_id']} {d['task_id']}: {d['labeler_a']} {d['a']} vs {d['labeler_b']} {d['b']} "

@@ -270,16 +270,13 @@ def agreement(pipeline: Optional[Path] = PIPELINE_OPT, db: Optional[Path] = DB_O
     if not r.db.exists():
         fail(f"no queue at {r.db}")
     out = Console(width=None if sys.stdout.isatty() else 160)
-    table = Table("template", "tasks", "pairs", "same outcome", "same sequence", "step agreement", "disagreements")
+    table = Table(*ag.COLUMNS)
     for row in ag.agreement_table(r.db):
-        table.add_row(row["template_id"], str(row["tasks"]), str(row["pairs"]), f"{row['outcome_agreement']:.0%}",
-                      f"{row['sequence_agreement']:.0%}", f"{row['step_agreement']:.2f}", str(row["disagreements"]))
+        table.add_row(*ag.cells(row))
     out.print(table)
     if disagreements:
         for p in ag.disagreements(r.db):
-            out.print(f"{p['template_id']} {p['task_id']}: {p['labeler_a']} {p['a']} vs {p['labeler_b']} {p['b']} "
-                      f"(outcome {'same' if p['same_outcome'] else 'differs'}, steps {p['step_agreement']:.2f})",
-                      highlight=False)
+            out.print(ag.describe(p), highlight=False, soft_wrap=True)
 
 
 @annotate_app.command()

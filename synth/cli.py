@@ -257,11 +257,9 @@ def _agreement(out_dir: str, labelled: int) -> None:
     if not run.table:
         out.print(f"labeler agreement: no task in {run.db} was done by two labelers", highlight=False)
         return
-    table = Table("template", "tasks", "pairs", "same outcome", "same sequence", "step agreement", "disagreements",
-                  title=f"labeler agreement ({run.db})")
+    table = Table(*ag.COLUMNS, title=f"labeler agreement ({run.db})")
     for r in run.table:
-        table.add_row(r["template_id"], str(r["tasks"]), str(r["pairs"]), f"{r['outcome_agreement']:.0%}",
-                      f"{r['sequence_agreement']:.0%}", f"{r['step_agreement']:.2f}", str(r["disagreements"]))
+        table.add_row(*ag.cells(r))
     out.print(table)
     for d in run.disagreements:
         out.print(f"disagreement: {ag.describe(d)}", highlight=False, soft_wrap=True)

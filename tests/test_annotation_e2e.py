@@ -318,6 +318,12 @@ async def test_submit_is_safe_and_focus_returns_to_the_page(browser, label_serve
         await steps_shown(page, 1)
         assert await page.evaluate("() => document.activeElement.id") != "type-text"
         assert await page.input_value("#type-text") == ""
+        await page.keyboard.press("Control+Enter")  # one step on a task that did not end: asks too
+        await page.wait_for_selector("#confirm-submit:not([hidden])")
+        assert "only one step" in await page.text_content("#confirm-text")
+        assert await page.evaluate("() => document.activeElement.id") == "confirm-no"  # the safe default
+        await page.keyboard.press("Escape")
+        assert await page.is_hidden("#confirm-submit") and await page.is_hidden("#submit-pending")
         await page.keyboard.press("u")  # a shortcut, not a letter in the box
         await steps_shown(page, 0)
         assert await page.input_value("#type-text") == ""
