@@ -241,6 +241,40 @@ async def test_exploring_trac_a_new_ticket_form_gives_a_state_task_that_replays(
 
 
 @pytest.mark.timeout(900)
+async def test_walks_of_a_site_share_its_first_pages_instead_of_each_proposing_them():
+    """Every walk of a site found its navigation first and proposed "Open
+    the Timeline page" again: on Trac, 10 walks, 141 of 296 proposals were
+    duplicates. Now of the routes the start page links to, each walk is
+    given all but its share before its first segment: each route is left to
+    exactly one walk to propose, and the others start there and go on."""
+    pytest.importorskip("trac")
+    import random
+
+    from synth.explore.source import walk_task
+    from synth.explore.walk import Memory, route_of
+
+    source = await _explore(seed=0, budget=4)
+    try:
+        given = [await source.share_first_pages(walk_task("trac", i, 0, 3), Memory(), i, 3) for i in range(3)]
+        linked = set().union(*given)
+        assert {"/timeline", "/roadmap", "/newticket"} <= linked
+        for route in linked:  # left to one walk, given to the others
+            assert sum(route not in g for g in given) == 1, route
+        assert all(given), given  # no walk proposes every one of them
+
+        memory, rng = Memory(), random.Random(7)
+        mine = set(await source.share_first_pages(walk_task("trac", 1, 0, 3), memory, 1, 3))
+        assert mine == set(given[1])
+        for i in range(3):
+            p = await source.propose(walk_task("trac", 1, 0, 3), memory, rng, segment=f"w1/{i}")
+            if i == 0:  # nothing known but what it was given: it starts at one of those pages
+                assert route_of(p.segment.start_url) in mine, p.segment.start_url
+            assert not (p.stop == "new page" and route_of(p.segment.final_url) in mine), p.segment.final_url
+    finally:
+        await source.teardown()
+
+
+@pytest.mark.timeout(900)
 async def test_exploring_datasette_proposes_views_with_state_judges():
     """Datasette, read-only: what a segment reaches is a view (its state is
     the page's path and canonical query), judged by state_match on both."""

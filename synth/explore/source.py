@@ -31,7 +31,7 @@ from synth.env import BrowserConfig
 from synth.explore import feasibility
 from synth.quality.consistency import ungrounded_typing
 from synth.explore.propose import Proposal, Writer, explore_segment, seed_task, template_free
-from synth.explore.walk import Memory, Walker
+from synth.explore.walk import Memory, Walker, candidates
 from synth.quality.replay import Replayer
 from synth.episode import lost_to_infrastructure
 from synth.schema import JudgeSpec, Task, Trajectory, stable_id
@@ -174,6 +174,9 @@ class ExploreSource(BrowserSource):
         to the browser is run again on a fresh one from the same memory and
         generator state, so a retry does not change the walk."""
         memory, rng = Memory(), random.Random(stable_id("explore-walk-rng", task.site, task.seed))
+        walk, walks = task.seed - self.config.seed, self.config.walks
+        if walks > 1 and 0 <= walk < walks:
+            await self.share_first_pages(task, memory, walk, walks)
         out = []
         for i in range(int(task.params.get("segments", self.config.segments))):
             for attempt in range(self.config.episode_retries + 1):
@@ -186,6 +189,25 @@ class ExploreSource(BrowserSource):
                 await self.recover(generation)
             out.append(t)
         return out
+
+    async def share_first_pages(self, task: Task, memory: Memory, walk: int, walks: int) -> list[str]:
+        """Open the site's start page (nothing recorded) and give `memory`
+        the routes it links to but this walk's share (Memory.share_first_pages).
+        A browser lost meanwhile is replaced and the page opened again."""
+        seed = seed_task(task.site, task.start_url, task.seed, {"content_seed": task.params.get(
+            "content_seed", self.config.content_seed)})
+        for attempt in range(self.config.episode_retries + 1):
+            generation = self.generation
+            try:
+                async with await self.env(seed) as env:
+                    obs = await env.reset(seed)
+                    links = [c.href for c in await candidates(env, obs) if c.kind == "link" and c.href]
+                return memory.share_first_pages(links, walk, walks)
+            except Exception:
+                if attempt == self.config.episode_retries:
+                    raise
+                await self.recover(generation)
+        return []
 
     async def run(self, task: Task) -> Trajectory:
         return self.recorded(await self.propose(task))

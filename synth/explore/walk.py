@@ -12,6 +12,7 @@ content tables; selects get one of their own options.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from dataclasses import dataclass, field
@@ -122,6 +123,26 @@ class Memory:
                 self._seen_words.add(t)
                 self.words.append(t)
 
+    def share_first_pages(self, links: list[str], walk: int, walks: int) -> list[str]:
+        """Make this memory walk `walk` of `walks` of one site: of the routes
+        the start page links to (its navigation: every walk finds them
+        first), it knows all but its share (`owner`) before its first
+        segment. Routes of a kind of page (`{n}`, `{x}`: a product, a wiki
+        page) are left out: walks open different ones, different tasks. Reaching a known route does not end a segment, so each of
+        those pages is proposed as a view by one walk, not by every walk
+        again (the rest would be duplicates), and the other walks start
+        segments there and go deeper. Returns the routes it was given."""
+        self.learn_links(links)
+        given = []
+        for href in links:
+            route = self.route(href)
+            if "{" in route:
+                continue  # a kind of page (a product, a wiki page): walks open different ones
+            if route not in self.routes and owner(route, walks) != walk:
+                self.routes[route] = local(href)
+                given.append(route)
+        return given
+
     def start_url(self, rng: random.Random, form: bool = False) -> str | None:
         """A known page to start a segment at, weighted to routes with
         untried elements; with `form`, one where a form was seen."""
@@ -133,6 +154,13 @@ class Memory:
         routes = sorted(self.routes)
         weights = [1 + 3 * min(self.untried.get(r, 0), 10) for r in routes]
         return self.routes[rng.choices(routes, weights)[0]]
+
+
+def owner(route: str, walks: int) -> int:
+    """The walk (of `walks`) that proposes the view of `route` if the start
+    page links to it: a stable hash, the same on every run."""
+    digest = hashlib.blake2b(route.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % walks
 
 
 _PROBE_JS = """ids => ids.map(id => {
