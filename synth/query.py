@@ -115,11 +115,14 @@ def stats_tables(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[str], l
         rel = con.sql(sql)
         out[title] = (rel.columns, rel.fetchall())
     # instruction diversity and route coverage of accepted trajectories (synth.explore.diversity)
-    from synth.explore.diversity import stats_table
+    from synth.explore.diversity import exploration_table, stats_table
 
     columns, rows = stats_table(con)
     if rows:
         out["diversity by source and site"] = (columns, rows)
+    columns, rows = exploration_table(con)
+    if rows:
+        out["exploration by site: proposals, novel kinds, route coverage over the templates"] = (columns, rows)
     return out
 
 

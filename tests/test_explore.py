@@ -5,6 +5,8 @@ replay, and a proposal that does not replay is rejected with its reason."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from synth.explore import evidence as ev
@@ -312,6 +314,51 @@ def test_synth_stats_has_a_diversity_table():
     cols, out = stats_tables(con)["diversity by source and site"]
     assert cols[:4] == ["source", "site", "accepted", "distinct"]
     assert out[0][:4] == ("explore", "shop", 1, 1) and out[0][7] == "1.0 (2)" and out[0][8] == "1.0 (1)"
+
+
+def test_synth_stats_shows_what_exploration_added_per_site():
+    """Per site: segments, proposals, accepted, rejections by reason, the
+    share of accepted proposals of a kind no template has, and the routes
+    the templates' accepted trajectories touch alone and with them (the
+    HTML report's Tables section is these tables)."""
+    import duckdb
+    import pyarrow as pa
+
+    from synth.query import stats_tables
+
+    def row(source, template, status, judge, urls, reason=None):
+        step = [{"url": u, "action": {"name": "click"}} for u in urls]
+        return {"source": source, "site": "shop", "template_id": template, "status": status, "reject_reason": reason,
+                "instruction": "x", "num_steps": len(step), "final_url": urls[-1], "steps": step,
+                "task_config": json.dumps({"judge": judge}), "verdict": {"passed": status == "accepted"},
+                "cost_usd": 0.0}
+
+    on_category = {"type": "url_match", "path": "/category/laptops"}
+    rows = [row("solver", "shop/filter-listing", "accepted", on_category, ["http://s/", "http://s/category/laptops"]),
+            # a view of the same kind as the template's: not novel; a cart change: novel
+            row("explore", "explore/shop/view", "accepted", {"type": "url_match", "path": "/category/laptops"},
+                ["http://s/product/2", "http://s/category/laptops"]),
+            row("explore", "explore/shop/state", "accepted", {"type": "state_match", "path": "$.cart.items[*]"},
+                ["http://s/product/3", "http://s/cart"]),
+            row("explore", "explore/shop/view", "rejected", on_category, ["http://s/", "http://s/account"],
+                "duplicate: of abc"),
+            row("explore", "explore/shop", "rejected", {"type": "state_match"}, ["http://s/"], "no proposal: nothing")]
+    step = pa.struct([("url", pa.string()), ("action", pa.struct([("name", pa.string())]))])
+    schema = pa.schema([("source", pa.string()), ("site", pa.string()), ("template_id", pa.string()),
+                        ("status", pa.string()), ("reject_reason", pa.string()), ("instruction", pa.string()),
+                        ("num_steps", pa.int32()), ("final_url", pa.string()), ("steps", pa.list_(step)),
+                        ("task_config", pa.string()), ("verdict", pa.struct([("passed", pa.bool_())])),
+                        ("cost_usd", pa.float64())])
+    con = duckdb.connect()
+    con.register("trajectories", pa.Table.from_pylist(rows, schema=schema))
+    tables = stats_tables(con)
+    cols, out = next(v for k, v in tables.items() if k.startswith("exploration by site"))
+    assert cols[:5] == ["source", "site", "segments", "proposals", "accepted"]
+    # routes: the template touched / and /category/laptops; the proposals add /product/{n} and /cart
+    assert out == [("explore", "shop", 4, 3, 2, "50%", "2 -> 4 (50% -> 100%)", "duplicate 1, no proposal 1")]
+    con2 = duckdb.connect()
+    con2.register("trajectories", pa.Table.from_pylist(rows[:1], schema=schema))
+    assert not any(k.startswith("exploration by site") for k in stats_tables(con2))  # no exploration, no table
 
 
 @pytest.mark.timeout(600)

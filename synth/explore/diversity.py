@@ -11,10 +11,20 @@
   select chosen). The site's routes are the union over every row given,
   plus any routes the caller knows (an exploration's map);
 - step counts: min, median, mean, max.
+
+And, per site explored, what exploration added (`exploration_figures`):
+segments, proposals, accepted, rejections by reason, the share of accepted
+proposals of a kind no template covers, and route coverage of the templates'
+accepted trajectories alone vs with the accepted proposals. A proposal's
+*kind* is what its judge checks (`judge_kind`): the state list it matches,
+the route of the view it asks for, whether it asks for an answer; a kind no
+template covers is one no planned task of the same site has.
 """
 
 from __future__ import annotations
 
+import collections
+import json
 import re
 import statistics
 from dataclasses import dataclass, field
@@ -133,3 +143,83 @@ def stats_table(con: Any) -> tuple[list[str], list[tuple]]:
                 [u for u in (forms or []) if u], n or 0)
             for src, site, inst, n, urls, forms, final in con.sql(STATS_SQL).fetchall()]
     return table(rows)
+
+
+def judge_kind(judge: dict[str, Any]) -> frozenset[tuple[str, str]]:
+    """The targets a judge checks, without their values."""
+    t = judge.get("type")
+    if t in ("all_of", "any_of"):
+        return frozenset().union(*(judge_kind(j) for j in judge.get("judges", [])))
+    if t == "state_match":
+        return frozenset({("state", re.sub(r"\[\d+\]", "[*]", str(judge.get("path"))))})
+    if t == "url_match":
+        keys = "&".join(sorted((judge.get("query") or {}).keys()))
+        return frozenset({("url", route_of(str(judge.get("path") or "/")) + (f"?{keys}" if keys else ""))})
+    if t in ("string_match", "fuzzy_match", "number_match"):
+        return frozenset({("answer", "")})
+    return frozenset({(str(t), "")})
+
+
+def _reason(reject_reason: str | None) -> str:
+    why = reject_reason or ""
+    if why.startswith("duplicate: the instruction of a planned task"):
+        return "duplicate of a template's instruction"
+    return why.split(":")[0] or "rejected"
+
+
+def exploration_figures(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per site with explore trajectories, what exploration added. `rows`:
+    every trajectory (accepted or not) with site, source, template_id,
+    status, reject_reason, task_config and urls (its steps' and final URLs)."""
+    rows = list(rows)
+    template_kinds: dict[str, set] = collections.defaultdict(set)
+    for r in rows:
+        if r["source"] != "explore" and r["task_config"]:
+            template_kinds[r["site"]].add(judge_kind(json.loads(r["task_config"])["judge"]))
+    out: dict[str, dict[str, Any]] = {}
+    for site in sorted({r["site"] for r in rows if r["source"] == "explore"}):
+        mine = [r for r in rows if r["site"] == site]
+        segments = [r for r in mine if r["source"] == "explore"]
+        proposals = [r for r in segments if r["template_id"].count("/") == 2]  # explore/<site>/<kind>
+        accepted = [r for r in proposals if r["status"] == "accepted"]
+        novel = [r for r in accepted if judge_kind(json.loads(r["task_config"])["judge"]) not in template_kinds[site]]
+        templated = [Row(r["source"], site, "", r["urls"]) for r in mine if r["source"] != "explore" and r["status"] == "accepted"]
+        explored = [Row(r["source"], site, "", r["urls"]) for r in accepted]
+        both = site_routes(templated + explored).get(site, (set(), set()))[0]
+        alone = site_routes(templated).get(site, (set(), set()))[0]
+        out[site] = {
+            "segments": len(segments), "proposals": len(proposals), "accepted": len(accepted),
+            "rejected": dict(collections.Counter(_reason(r["reject_reason"]) for r in segments if r["status"] != "accepted")),
+            "novel_share": round(len(novel) / len(accepted), 3) if accepted else 0.0,
+            "routes_templates": len(alone), "routes_both": len(both),
+            "coverage_templates": round(len(alone) / len(both), 3) if both else 0.0,
+            "accepted_kinds": dict(collections.Counter(r["template_id"].rsplit("/", 1)[-1] for r in accepted)),
+        }
+    return out
+
+
+EXPLORATION_COLUMNS = ["source", "site", "segments", "proposals", "accepted", "novel kind",
+                       "routes: templates -> with exploration", "rejected by reason"]
+
+
+def exploration_row(site: str, f: dict[str, Any]) -> tuple:
+    """One site's figures as `synth stats`, the report and bench/explore_volume.py print them."""
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(f["rejected"].items(), key=lambda kv: -kv[1]))
+    return ("explore", site, f["segments"], f["proposals"], f["accepted"], f"{f['novel_share']:.0%}",
+            f"{f['routes_templates']} -> {f['routes_both']} ({f['coverage_templates']:.0%} -> 100%)", reasons or "-")
+
+
+EXPLORATION_SQL = """
+    SELECT site, source, template_id, status, reject_reason, task_config,
+           list_filter(list_append(list_transform(steps, lambda s: s.url), final_url), lambda u: u IS NOT NULL AND u <> '') AS urls
+    FROM trajectories"""
+
+
+def exploration_table(con: Any) -> tuple[list[str], list[tuple]]:
+    """`synth stats`'s exploration table (empty without explore trajectories)."""
+    have = {name for name, *_ in con.sql("DESCRIBE trajectories").fetchall()}
+    if "task_config" not in have or not con.sql("SELECT count(*) FROM trajectories WHERE source = 'explore'").fetchall()[0][0]:
+        return [], []
+    rel = con.sql(EXPLORATION_SQL)
+    figures = exploration_figures(dict(zip(rel.columns, r)) for r in rel.fetchall())
+    return EXPLORATION_COLUMNS, [exploration_row(site, f) for site, f in figures.items()]
