@@ -316,6 +316,28 @@ def test_synth_stats_has_a_diversity_table():
     assert out[0][:4] == ("explore", "shop", 1, 1) and out[0][7] == "1.0 (2)" and out[0][8] == "1.0 (1)"
 
 
+def test_a_segment_that_proposed_nothing_says_why_not_that_its_seed_judge_failed():
+    """A segment that proposed nothing failed only its seed task's judge,
+    which never passes ("judge: state $.__explore__ = []"): 14 Datasette
+    segments were counted as judge failures. It is recorded with the
+    proposal's reason, which the report counts at the judge stage; an
+    episode that errored keeps its error (the retry reads it)."""
+    from synth.episode import failed_trajectory
+    from synth.explore.propose import Evidence, Proposal, seed_task
+    from synth.explore.source import ExploreSource
+    from synth.report_html.data import rejecting_stage
+
+    seed = seed_task("datasette", "/city", 0)
+    errored = failed_trajectory(seed, "explore", "explore", "explore: TargetClosedError: browser closed")
+    quiet = errored.model_copy(update={"error": None, "reject_reason": "judge: state $.__explore__ = []; any True: no []"})
+    why = "no proposal: nothing changed and no other page reached"
+    for segment, reason in ((quiet, why), (errored, errored.reject_reason)):
+        p = Proposal("datasette", segment, None, Evidence("none", None, "", "")).reject(why)
+        t = ExploreSource.recorded(p)
+        assert t.status == "rejected" and t.reject_reason == reason
+    assert rejecting_stage("rejected", why) == "judge"
+
+
 def test_synth_stats_shows_what_exploration_added_per_site():
     """Per site: segments, proposals, accepted, rejections by reason, the
     share of accepted proposals of a kind no template has, and the routes

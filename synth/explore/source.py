@@ -215,9 +215,11 @@ class ExploreSource(BrowserSource):
     @staticmethod
     def recorded(proposal: Proposal) -> Trajectory:
         """The segment's trajectory, rejected with the proposal's reason when
-        it proposes nothing the quality stage could accept."""
+        it proposes nothing the quality stage could accept (an episode that
+        errored keeps its error)."""
         t = proposal.segment
-        if proposal.status == "rejected" and t.status == "accepted":
+        if proposal.status == "rejected" and t.error is None and proposal.reason:
+            # a segment that proposed nothing failed only its seed's judge, which never passes: say why instead
             t = t.model_copy(update={"status": "rejected", "reject_reason": proposal.reason})
         return t
 

@@ -22,7 +22,9 @@ from synth.report_html.thumbs import Thumbnails
 # the `reject_reason` prefix each stage writes when it rejects one.
 STAGES = ("episode", "judge", "review", "consistency", "dedup", "replay", "minimality")
 _PREFIX = {"error": "episode", "judge": "judge", "review": "review", "consistency": "consistency",
-           "duplicate": "dedup", "replay": "replay", "minimality": "minimality"}
+           "duplicate": "dedup", "replay": "replay", "minimality": "minimality",
+           # an exploration segment whose evidence gave no task its own end passes and its start fails
+           "no proposal": "judge", "end state": "judge", "trivial": "judge"}
 
 
 def rejecting_stage(status: str | None, reject_reason: str | None) -> str | None:
