@@ -127,13 +127,13 @@ async def test_the_llm_writer_words_the_task_and_falls_back_when_it_drops_a_chec
         config = ExploreConfig(writer="llm", base_url=server.url, model="mock-agent", api_key_env=None)
         writer = LLMWriter(config, cache_path=str(tmp_path / "llm.sqlite"))
         try:
-            assert await writer(e, [], "trac") == ("Change the priority of ticket #12 to major.", "llm:mock-agent")
+            assert (await writer(e, [], "trac"))[:2] == ("Change the priority of ticket #12 to major.", "llm:mock-agent")
             assert (await writer(e, [], "trac"))[1] == "llm:mock-agent"  # the reply cache: no second request
             assert server.count("/v1/chat/completions") == 1
             other = derive(_trac("minor"), _trac("critical"), "http://x/", "http://x/", ["critical"], "")
             await writer(other, [], "trac")  # request 2
             third = derive(_trac("minor"), _trac("blocker"), "http://x/", "http://x/", ["blocker"], "")
-            text, name = await writer(third, [], "trac")  # request 3: the reply drops "blocker"
+            text, name, *_ = await writer(third, [], "trac")  # request 3: the reply drops "blocker"
             assert (text, name) == ("Set the priority of ticket #12 to blocker", "evidence(llm left out a checked value)")
             assert writer.used == 3 and writer.fallbacks == 1  # one of them from the cache
         finally:
@@ -398,11 +398,63 @@ async def test_with_an_endpoint_the_llm_writes_the_instruction_and_the_judge_sta
         finally:
             await source.teardown()
         accepted = _check_accepted(proposals)
-        assert accepted and server.count("/v1/chat/completions") >= 1
+        checked = [p for p in proposals if p.task is not None and p.evidence.judge is not None
+                   and not (p.reason or "").startswith(("end state", "trivial"))]
+        # a writer's request for every proposal, a check's for every one its own end passed
+        assert accepted and server.count("/v1/chat/completions") >= len(proposals) + len(checked) - 1
         for p in accepted:
             assert p.segment.source_detail == "llm:mock-agent"
+            assert p.segment.tokens_in > 0 and p.segment.tokens_out > 0  # the writer's and the check's calls
             assert p.task.instruction.startswith(("Go to the", "Look up", "Change the", "Create a new", "Delete"))
             assert p.task.instruction != p.evidence.instruction and p.task.judge == p.evidence.judge
+
+
+def _typed_proposal(instruction: str, typed: str):
+    """A proposal whose segment clicked the summary field and typed `typed`."""
+    from synth.episode import failed_trajectory
+    from synth.explore.propose import Evidence, Proposal, seed_task
+    from synth.schema import Action, Box, Element, JudgeSpec, Observation, Step
+
+    seed = seed_task("trac", "/newticket", 0)
+    area = Box(x=0, y=0, width=1280, height=720)
+    field = Element(id=4, tag="input", role="textbox", name="Summary:", box=Box(x=10, y=10, width=200, height=20))
+    obs = Observation(url="http://127.0.0.1:8000/newticket", area=area)
+    steps = [Step(index=0, observation=obs, action=Action(name="click", x=0.1, y=0.02), element=field),
+             Step(index=1, observation=obs, action=Action(name="type", text=typed)),
+             Step(index=2, observation=obs, action=Action(name="press", key="Enter"))]
+    segment = failed_trajectory(seed, "explore", "explore", "x").model_copy(update={"error": None, "steps": steps})
+    judge = JudgeSpec(type="state_match", path="$.tickets[*]", expected={"summary": typed}, mode="any")
+    task = seed.model_copy(update={"instruction": instruction, "judge": judge, "template_id": "explore/trac/state"})
+    evidence = Evidence("state", judge, instruction, f"added $.tickets: {{'summary': {typed!r}}}")
+    return Proposal("trac", segment, task, evidence, status="proposed")
+
+
+async def test_with_an_endpoint_a_model_checks_that_instruction_and_trajectory_agree(tmp_path):
+    """The check asks the model (the local server's rule: every quoted value
+    of the instruction is in what the segment did) and rejects a proposal it
+    finds disagreeing with its reason; a reply that is not a verdict gets one
+    repair turn, and none usable rejects too. What it spent is on the record."""
+    from bootstrap.mock_server import MockServer
+    from synth.explore.check import InstructionCheck
+    from synth.explore.source import ExploreConfig
+    from synth.report_html.data import rejecting_stage
+
+    with MockServer(faults=["malformed:on=3", "malformed:on=5-6"]) as server:
+        config = ExploreConfig(base_url=server.url, model="mock-agent", api_key_env=None, cache_path=None)
+        check = InstructionCheck(config)
+        try:
+            good = await check(_typed_proposal('Add a ticket with summary "Crash on start"', "Crash on start"))
+            assert good.status == "proposed" and good.segment.tokens_in > 0
+            bad = await check(_typed_proposal('Add a ticket with summary "Docs missing"', "Crash on start"))
+            assert bad.status == "rejected" and bad.reason.startswith("instruction check: mock-agent finds they disagree")
+            assert "'Docs missing'" in bad.reason and rejecting_stage("rejected", bad.reason) == "consistency"
+            repaired = await check(_typed_proposal('Add a ticket with summary "Flaky CI"', "Flaky CI"))  # 3 broken, 4 ok
+            assert repaired.status == "proposed" and server.count() == 4
+            lost = await check(_typed_proposal('Add a ticket with summary "Slow page"', "Slow page"))  # 5, 6 broken
+            assert lost.status == "rejected" and "no usable verdict after 2 replies" in lost.reason
+            assert (check.passed, check.failed, check.unusable) == (2, 1, 1)
+        finally:
+            await check.aclose()
 
 
 # ---------------------------------------------------------------- `synth run` (real Ray, real Chromium)

@@ -108,7 +108,9 @@ async def drop_stray_typing(replayer: Replayer, proposal: Proposal) -> Proposal:
     kept, _ = without_typing(steps_of(proposal.segment), stray)
     fresh = await replay_recorded(replayer, proposal.task, kept, proposal.segment.source_detail)
     if fresh.status == "accepted" and not ungrounded_typing(fresh):
-        proposal.segment = fresh
+        old = proposal.segment  # what writing its instruction spent stays on the record
+        proposal.segment = fresh.model_copy(update={"tokens_in": old.tokens_in, "tokens_out": old.tokens_out,
+                                                    "cost_usd": old.cost_usd})
     return proposal
 
 

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from bootstrap.client import ClientConfig, LLMClient, LLMError
-from synth.explore.propose import Evidence
+from synth.explore.propose import Evidence, Written
 from synth.schema import Step
 
 MARKER = "<synth-explore-writer>"
@@ -89,18 +89,19 @@ class LLMWriter:
         self.client = LLMClient(ClientConfig.from_config(config, cache_path=cache_path, max_tokens=120))
         self.used = self.fallbacks = 0
 
-    async def __call__(self, evidence: Evidence, steps: list[Step], site: str) -> tuple[str, str]:
+    async def __call__(self, evidence: Evidence, steps: list[Step], site: str) -> Written:
         try:
             reply = await self.client.chat(prompt(evidence, steps, site))
         except LLMError:
             self.fallbacks += 1
-            return evidence.instruction, "evidence(llm failed)"
+            return Written(evidence.instruction, "evidence(llm failed)")
+        spent = (reply.tokens_in, reply.tokens_out, reply.cost_usd)
         text = reply.text.strip().strip('"').splitlines()[0].strip() if reply.text.strip() else ""
         if not text or not names_all(text, evidence):
             self.fallbacks += 1
-            return evidence.instruction, "evidence(llm left out a checked value)"
+            return Written(evidence.instruction, "evidence(llm left out a checked value)", *spent)
         self.used += 1
-        return text, f"llm:{self.client.config.model}"
+        return Written(text, f"llm:{self.client.config.model}", *spent)
 
     @property
     def cost_usd(self) -> float:

@@ -13,7 +13,7 @@ import asyncio
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, NamedTuple, Protocol
 
 from synth.env import BrowserEnv
 from synth.episode import finish
@@ -61,13 +61,23 @@ class Proposal:
         return self
 
 
+class Written(NamedTuple):
+    """A writer's instruction, its name, and what writing it spent."""
+
+    instruction: str
+    writer: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+
 class Writer(Protocol):
-    async def __call__(self, evidence: Evidence, segment: list[Any], site: str) -> tuple[str, str]:
-        """(instruction, writer name)."""
+    async def __call__(self, evidence: Evidence, segment: list[Any], site: str) -> Written:
+        """The instruction for the evidence, by whom, at what cost."""
 
 
-async def template_free(evidence: Evidence, segment: list[Any], site: str) -> tuple[str, str]:
-    return evidence.instruction, "evidence"
+async def template_free(evidence: Evidence, segment: list[Any], site: str) -> Written:
+    return Written(evidence.instruction, "evidence")
 
 
 def seed_task(site: str, start_url: str | None, seed: int, params: dict[str, Any] | None = None,
@@ -177,12 +187,15 @@ async def explore_segment(
     if evidence.kind in ("view", "none") and error is None and walker.rng.random() < answer_share:
         evidence = await read_a_fact(env, walker, final_url) or evidence
     task: Task | None = None
-    detail = "explore"
+    written = Written("", "explore")
     if evidence.judge is not None:
-        instruction, detail = await writer(evidence, env.steps, seed.site)
-        task = proposed_task(seed, start_url, instruction, evidence)
-    trajectory = await finish(env, task or seed, source=SOURCE, source_detail=detail, started_at=started_at, t0=t0,
-                              run_id=run_id, error=error)
+        written = await writer(evidence, env.steps, seed.site)
+        task = proposed_task(seed, start_url, written.instruction, evidence)
+    trajectory = await finish(env, task or seed, source=SOURCE, source_detail=written.writer, started_at=started_at,
+                              t0=t0, run_id=run_id, error=error)
+    if written.tokens_in or written.tokens_out or written.cost_usd:  # the writer's model call, as a source's are
+        trajectory = trajectory.model_copy(update={"tokens_in": written.tokens_in, "tokens_out": written.tokens_out,
+                                                   "cost_usd": written.cost_usd})
     proposal = Proposal(seed.site, trajectory, task, evidence, stop=walker.reason)
     if task is None:
         return proposal.reject(f"no proposal: {evidence.summary}")

@@ -38,6 +38,7 @@ from synth.schema import JudgeSpec, Task, Trajectory, stable_id
 from synth.sources import BrowserSource, register_source
 
 if TYPE_CHECKING:
+    from synth.explore.check import InstructionCheck
     from synth.tasks import TaskList, TaskSet
 
 
@@ -63,6 +64,9 @@ class ExploreConfig(SourceConfig):
     cache_path: str | None = "auto"
     dedup_threshold: float = Field(0.8, gt=0, le=1)
     exhaustive_minimality: bool = Field(False, description="try leaving out every step, not only the no-ops")
+    check: bool = Field(True, description="with an endpoint (base_url), a model checks that each proposal's "
+                        "instruction and trajectory agree (synth.explore.check); a proposal it finds disagreeing, "
+                        "or whose check got no usable reply, is rejected with the reason")
 
 
 @register_source
@@ -83,6 +87,7 @@ class ExploreSource(BrowserSource):
         self.memories: dict[str, Memory] = {}
         self.rng = random.Random(self.config.seed)
         self.writer: Writer = template_free
+        self.check: InstructionCheck | None = None
 
     @classmethod
     def selects(cls, task: Task, config: SourceConfig) -> bool:
@@ -120,12 +125,18 @@ class ExploreSource(BrowserSource):
             from synth.explore.llm import LLMWriter
 
             self.writer = LLMWriter(self.config, resolve_cache_path(self.config, self.cache_dir))  # type: ignore[arg-type]
+        if self.config.check and self.config.base_url:
+            from bootstrap.source import resolve_cache_path
+            from synth.explore.check import InstructionCheck
+
+            self.check = InstructionCheck(self.config, resolve_cache_path(self.config, self.cache_dir))
 
     async def teardown(self) -> None:
-        close = getattr(self.writer, "aclose", None)
-        if close is not None:
-            await close()
-        self.writer = template_free
+        for client in (self.writer, self.check):
+            close = getattr(client, "aclose", None)
+            if close is not None:
+                await close()
+        self.writer, self.check = template_free, None
         await super().teardown()
 
     def walker(self, site: str, memory: Memory | None = None, rng: random.Random | None = None) -> Walker:
@@ -160,13 +171,15 @@ class ExploreSource(BrowserSource):
         seed = seed_task(task.site, start, task.seed, params, segment)
         proposal = await explore_segment(await self.env(seed), seed, walker, self.writer, run_id=self.run_id,
                                          timeout_s=self.episode_timeout_s, answer_share=self.config.answer_share)
-        if proposal.status != "proposed" or not ungrounded_typing(proposal.segment):
-            return proposal
-        replayer = self.replayer()
-        try:
-            return await feasibility.drop_stray_typing(replayer, proposal)
-        finally:
-            await replayer._pages.close()
+        if proposal.status == "proposed" and ungrounded_typing(proposal.segment):
+            replayer = self.replayer()
+            try:
+                proposal = await feasibility.drop_stray_typing(replayer, proposal)
+            finally:
+                await replayer._pages.close()
+        if self.check is not None:
+            proposal = await self.check(proposal)
+        return proposal
 
     async def run_all(self, task: Task) -> list[Trajectory]:
         """A walk: `segments` segments from a fresh memory and a generator

@@ -24,7 +24,9 @@ STAGES = ("episode", "judge", "review", "consistency", "dedup", "replay", "minim
 _PREFIX = {"error": "episode", "judge": "judge", "review": "review", "consistency": "consistency",
            "duplicate": "dedup", "replay": "replay", "minimality": "minimality",
            # an exploration segment whose evidence gave no task its own end passes and its start fails
-           "no proposal": "judge", "end state": "judge", "trivial": "judge"}
+           "no proposal": "judge", "end state": "judge", "trivial": "judge",
+           # a model found its instruction and trajectory disagree (synth.explore.check)
+           "instruction check": "consistency"}
 
 
 def rejecting_stage(status: str | None, reject_reason: str | None) -> str | None:
