@@ -97,7 +97,8 @@ class SourceActor(_Worker):
         summaries: list[dict[str, Any]] = [
             {"task_id": t.task_id, "status": t.status, "steps": len(t.steps), "cost_usd": t.cost_usd,
              "error": t.error, "node": node, "task_done": t.trajectory_id in last,
-             **({"replay": replay_payload(t, by_id.get(t.task_id) or json.loads(t.task_config))}
+             **({"replay": replay_payload(t, by_id.get(t.task_id) or json.loads(t.task_config),
+                                         proposed=t.task_id not in by_id)}
                 if self.replay_ahead and t.status == "accepted" else {})}
             for t in trajectories
         ]
@@ -141,14 +142,20 @@ class SourceActor(_Worker):
         await self.source.teardown()
 
 
-def replay_payload(t: Trajectory, task: dict[str, Any]) -> dict[str, Any]:
+def replay_payload(t: Trajectory, task: dict[str, Any], proposed: bool = False) -> dict[str, Any]:
     """What replaying `t` ahead of the quality stage needs, compact: the
-    packed steps (~1.7 KB), the steps that may be unnecessary, the dedup key."""
+    packed steps (~1.7 KB), the steps that may be unnecessary, the dedup key.
+    A `proposed` task's (exploration's) key is its instruction: the stage
+    keeps one of the proposals that share an instruction, whatever their
+    steps, so replaying the others ahead would be wasted (on Trac, 123 of
+    296 replays ahead were)."""
     from synth.quality.dedup import action_key
     from synth.quality.replay import noop_steps, pack_steps, steps_of
 
+    key = "instruction:" + " ".join(t.instruction.lower().split()) if proposed else \
+        action_key(t.instruction, [s.action for s in t.steps])
     return {"trajectory_id": t.trajectory_id, "task": task, "steps": pack_steps(steps_of(t)),
-            "noop": noop_steps(t), "key": action_key(t.instruction, [s.action for s in t.steps]),
+            "noop": noop_steps(t), "key": key,
             "num_steps": len(t.steps), "keep": [i for i, s in enumerate(t.steps) if s.role != "normal"]}
 
 

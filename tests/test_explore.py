@@ -429,6 +429,20 @@ def _typed_proposal(instruction: str, typed: str):
     return Proposal("trac", segment, task, evidence, status="proposed")
 
 
+def test_proposals_that_share_an_instruction_are_replayed_ahead_once():
+    """The stage keeps one of the proposals sharing an instruction, whatever
+    their steps; replaying every one ahead of it wasted 123 of 296 replays on
+    Trac. A proposal's replay-ahead key is its instruction (normalised as the
+    stage does); a planned task's stays its instruction and actions."""
+    from synth.workers import replay_payload
+
+    a = _typed_proposal("", "Crash").segment.model_copy(update={"instruction": 'Add a ticket with summary "Crash"'})
+    b = a.model_copy(update={"steps": a.steps[1:], "instruction": 'add a  ticket with summary "Crash"'})
+    task = {"task_id": "x"}
+    assert replay_payload(a, task, proposed=True)["key"] == replay_payload(b, task, proposed=True)["key"]
+    assert replay_payload(a, task)["key"] != replay_payload(b, task)["key"]
+
+
 async def test_with_an_endpoint_a_model_checks_that_instruction_and_trajectory_agree(tmp_path):
     """The check asks the model (the local server's rule: every quoted value
     of the instruction is in what the segment did) and rejects a proposal it
