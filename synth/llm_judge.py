@@ -36,6 +36,8 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from synth.config import LLM_JUDGE_ENV, LLMJudgeConfig
@@ -214,6 +216,44 @@ def parse_verdict(text: str) -> tuple[bool, str]:
     return passed, reason
 
 
+@dataclass
+class Asked:
+    """A verdict asked for with repair turns: `passed`/`reason` are None when
+    no reply was usable (`problem` says why, `text` is the last reply); the
+    tokens and dollars are every reply's."""
+
+    passed: bool | None
+    reason: str
+    problem: str = ""
+    text: str = ""
+    model: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+    def shown(self) -> str:
+        return " ".join(self.text.split())[:160]
+
+
+async def ask_verdict(chat: Callable[[list[dict[str, Any]]], Awaitable[Reply]], request: list[dict[str, Any]],
+                      repairs: int) -> Asked:
+    """Ask for a `{"verdict", "reason"}` reply, quoting what was wrong with an
+    unusable one back up to `repairs` times. An endpoint failure
+    (bootstrap.client.LLMError) propagates."""
+    asked = Asked(None, "")
+    for _ in range(repairs + 1):
+        reply = await chat(request)
+        asked.tokens_in, asked.tokens_out = asked.tokens_in + reply.tokens_in, asked.tokens_out + reply.tokens_out
+        asked.cost_usd, asked.text, asked.model = asked.cost_usd + reply.cost_usd, reply.text, reply.model
+        try:
+            asked.passed, asked.reason = parse_verdict(reply.text)
+            return asked
+        except ValueError as e:
+            asked.problem = str(e)
+            request = [*request, reply.assistant_message(), {"role": "user", "content": REPAIR.format(problem=asked.problem)}]
+    return asked
+
+
 def _where(ctx: JudgeContext) -> str:
     task = ctx.task
     return f"task {task.task_id} ({task.template_id})" if task is not None else "this episode"
@@ -230,26 +270,16 @@ async def llm_judge(ctx: JudgeContext, rubric: str | None = None) -> Verdict:
     if unavailable:
         raise LLMJudgeError(f"llm_judge on {_where(ctx)}: {unavailable}")
     request = await messages(ctx, config, rubric)
-    tokens_in = tokens_out = 0
-    cost = 0.0
-    problem, text = "", ""
-    for attempt in range(config.repairs + 1):
-        try:
-            reply = await ask_judge(request, config)
-        except LLMError as e:
-            raise LLMJudgeError(f"llm_judge on {_where(ctx)}: the endpoint failed: {e}") from None
-        tokens_in, tokens_out, cost = tokens_in + reply.tokens_in, tokens_out + reply.tokens_out, cost + reply.cost_usd
-        text = reply.text
-        try:
-            passed, reason = parse_verdict(text)
-        except ValueError as e:
-            problem = str(e)
-            request = [*request, reply.assistant_message(), {"role": "user", "content": REPAIR.format(problem=problem)}]
-            continue
-        return Verdict(passed=passed, score=float(passed), reason=f"llm_judge ({reply.model or config.model}): {reason}",
-                       tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost)
-    shown = " ".join(text.split())[:160]
+    try:
+        asked = await ask_verdict(lambda req: ask_judge(req, config), request, config.repairs)
+    except LLMError as e:
+        raise LLMJudgeError(f"llm_judge on {_where(ctx)}: the endpoint failed: {e}") from None
+    spent = {"tokens_in": asked.tokens_in, "tokens_out": asked.tokens_out, "cost_usd": asked.cost_usd}
+    if asked.passed is not None:
+        return Verdict(passed=asked.passed, score=float(asked.passed),
+                       reason=f"llm_judge ({asked.model or config.model}): {asked.reason}", **spent)
     return Verdict(
-        passed=False, score=0.0, tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost,
-        reason=f"llm_judge: no usable verdict after {config.repairs + 1} replies: {problem}; last reply: {shown!r}",
+        passed=False, score=0.0, **spent,
+        reason=f"llm_judge: no usable verdict after {config.repairs + 1} replies: {asked.problem}; "
+               f"last reply: {asked.shown()!r}",
     )

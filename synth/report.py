@@ -73,8 +73,7 @@ def _seconds(gate: dict[str, Any]) -> str:
 def _stage_costs(manifest: dict[str, Any], judge_recorded: bool, verification_timed: bool) -> str:
     """What the funnel cannot show per trajectory, said plainly."""
     said = [] if judge_recorded else ["This output's verdicts record no judging spend (older data, or no LLM judge)."]
-    gates = manifest.get("gates") or {}
-    mono = gates.get("monologue") or {}
+    mono = (manifest.get("gates") or {}).get("monologue") or {}
     if mono.get("cost_usd"):
         said.append(f"The monologue gate spent ${mono['cost_usd']:,.4f} on {mono.get('generated', 0)} steps in all.")
     if verification_timed:

@@ -149,10 +149,10 @@ def replay_payload(t: Trajectory, task: dict[str, Any], proposed: bool = False) 
     keeps one of the proposals that share an instruction, whatever their
     steps, so replaying the others ahead would be wasted (on Trac, 123 of
     296 replays ahead were)."""
-    from synth.quality.dedup import action_key
+    from synth.quality.dedup import action_key, normalize_instruction
     from synth.quality.replay import noop_steps, pack_steps, steps_of
 
-    key = "instruction:" + " ".join(t.instruction.lower().split()) if proposed else \
+    key = "instruction:" + normalize_instruction(t.instruction) if proposed else \
         action_key(t.instruction, [s.action for s in t.steps])
     return {"trajectory_id": t.trajectory_id, "task": task, "steps": pack_steps(steps_of(t)),
             "noop": noop_steps(t), "key": key,

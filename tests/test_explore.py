@@ -393,6 +393,7 @@ async def test_with_an_endpoint_the_llm_writes_the_instruction_and_the_judge_sta
                                api_key_env=None, cache_path=str(tmp_path / "llm.sqlite"), answer_share=0.0)
         source = ExploreSource(config=config)
         await source.setup()
+        check = source.check
         try:
             proposals = await source.explore("shop", 2)
         finally:
@@ -402,6 +403,7 @@ async def test_with_an_endpoint_the_llm_writes_the_instruction_and_the_judge_sta
                    and not (p.reason or "").startswith(("end state", "trivial"))]
         # a writer's request for every proposal, a check's for every one its own end passed
         assert accepted and server.count("/v1/chat/completions") >= len(proposals) + len(checked) - 1
+        assert check is not None and check.passed + check.failed + check.unusable == len(checked) > 0
         for p in accepted:
             assert p.segment.source_detail == "llm:mock-agent"
             assert p.segment.tokens_in > 0 and p.segment.tokens_out > 0  # the writer's and the check's calls

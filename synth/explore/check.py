@@ -11,7 +11,7 @@ every proposal that passed its own end state is asked about; one the model
 finds disagreeing, or whose check got no usable reply, is rejected with the
 model's reason (`instruction check: ...`). The client is the bootstrap
 source's (retries, reply cache, tokens and dollars), the reply format and its
-repair turn the LLM judge's (`synth.llm_judge.parse_verdict`); what the check
+repair turn the LLM judge's (`synth.llm_judge.ask_verdict`); what the check
 spent is added to the segment's trajectory.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 from bootstrap.client import ClientConfig, LLMClient, LLMError
 from synth.explore.llm import describe_step
 from synth.explore.propose import Proposal
-from synth.llm_judge import parse_verdict
+from synth.llm_judge import ask_verdict
 
 MARKER = "<synth-explore-check>"
 SYSTEM = (
@@ -32,10 +32,6 @@ SYSTEM = (
     "instruction would do what these actions did: every thing the instruction asks is done by the actions, every "
     "value it names is the one used, and the actions make no change the instruction does not ask for. Reply with "
     'only a JSON object {"verdict": "pass" or "fail", "reason": "one sentence"}.'
-)
-REPAIR = (
-    "Your reply could not be used: {problem}. Reply again with only the JSON object "
-    '{{"verdict": "pass" or "fail", "reason": "..."}}.'
 )
 
 
@@ -64,44 +60,23 @@ class InstructionCheck:
     async def __call__(self, proposal: Proposal) -> Proposal:
         if proposal.status != "proposed" or proposal.task is None:
             return proposal
-        request = prompt(proposal)
-        spent = [0, 0, 0.0]
-        problem, text = "", ""
         try:
-            for _ in range(self.repairs + 1):
-                reply = await self.client.chat(request)
-                spent = [spent[0] + reply.tokens_in, spent[1] + reply.tokens_out, spent[2] + reply.cost_usd]
-                text = reply.text
-                try:
-                    agree, reason = parse_verdict(text)
-                except ValueError as e:
-                    problem = str(e)
-                    request = [*request, reply.assistant_message(),
-                               {"role": "user", "content": REPAIR.format(problem=problem)}]
-                    continue
-                break
-            else:
-                self.unusable += 1
-                shown = " ".join(text.split())[:160]
-                return self._spent(proposal, spent).reject(
-                    f"instruction check: no usable verdict after {self.repairs + 1} replies: {problem}; "
-                    f"last reply: {shown!r}")
+            asked = await ask_verdict(self.client.chat, prompt(proposal), self.repairs)
         except LLMError as e:
             self.unusable += 1
-            return self._spent(proposal, spent).reject(f"instruction check: the endpoint failed: {e}")
-        self._spent(proposal, spent)
-        if agree:
+            return proposal.reject(f"instruction check: the endpoint failed: {e}")
+        t = proposal.segment
+        proposal.segment = t.model_copy(update={"tokens_in": t.tokens_in + asked.tokens_in, "tokens_out":
+                                                t.tokens_out + asked.tokens_out, "cost_usd": t.cost_usd + asked.cost_usd})
+        if asked.passed is None:
+            self.unusable += 1
+            return proposal.reject(f"instruction check: no usable verdict after {self.repairs + 1} replies: "
+                                   f"{asked.problem}; last reply: {asked.shown()!r}")
+        if asked.passed:
             self.passed += 1
             return proposal
         self.failed += 1
-        return proposal.reject(f"instruction check: {self.client.config.model} finds they disagree: {reason}")
-
-    @staticmethod
-    def _spent(proposal: Proposal, spent: list) -> Proposal:
-        t = proposal.segment
-        proposal.segment = t.model_copy(update={"tokens_in": t.tokens_in + spent[0], "tokens_out": t.tokens_out + spent[1],
-                                                "cost_usd": t.cost_usd + spent[2]})
-        return proposal
+        return proposal.reject(f"instruction check: {self.client.config.model} finds they disagree: {asked.reason}")
 
     async def aclose(self) -> None:
         await self.client.aclose()

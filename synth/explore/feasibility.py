@@ -28,7 +28,7 @@ from synth.env import BrowserEnv
 from synth.episode import run_episode
 from synth.explore.propose import SOURCE, Proposal
 from synth.quality.consistency import ungrounded_typing
-from synth.quality.dedup import near_duplicate_groups
+from synth.quality.dedup import near_duplicate_groups, normalize_instruction
 from synth.quality.replay import ReplayJob, Replayer, ReplayStep, noop_steps, steps_of
 from synth.schema import Observation, Task, Trajectory
 
@@ -114,16 +114,12 @@ async def drop_stray_typing(replayer: Replayer, proposal: Proposal) -> Proposal:
     return proposal
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
 def dedup(proposals: Sequence[Proposal], existing: Sequence[str] = (), threshold: float = 0.8) -> None:
     """Reject proposals whose instruction duplicates (exactly, or as a near
     duplicate of word 3-grams at `threshold`) an existing task's or an
     earlier proposal's; the first of a group is kept."""
     live = [p for p in proposals if p.status in ("proposed", "accepted") and p.task is not None]
-    texts = [_norm(t) for t in existing] + [_norm(p.task.instruction or "") for p in live]  # type: ignore[union-attr]
+    texts = [normalize_instruction(t) for t in existing] + [normalize_instruction(p.task.instruction or "") for p in live]  # type: ignore[union-attr]
     groups = near_duplicate_groups(texts, threshold) if texts else []
     first: dict[int, int] = {}
     for i, g in enumerate(groups):

@@ -38,6 +38,12 @@ def trajectory_key(t: Trajectory) -> str:
     return action_key(t.instruction, [s.action for s in t.steps])
 
 
+def normalize_instruction(text: str) -> str:
+    """An instruction as instruction dedup compares it: lower case, runs of
+    whitespace as one space."""
+    return " ".join(text.lower().split())
+
+
 def action_key(instruction: str, actions: Sequence[Action]) -> str:
     rounded = []
     for a in actions:

@@ -35,7 +35,7 @@ from synth import staging, storage
 from synth.config import QualityConfig
 from synth.faults import crash_point
 from synth.quality.consistency import TemplateConsistency, check
-from synth.quality.dedup import Item, action_key, duplicates, near_duplicate_groups
+from synth.quality.dedup import Item, action_key, duplicates, near_duplicate_groups, normalize_instruction
 from synth.quality.mistakes import detect, label, labels
 from synth.quality.replay import ReplayJob, ReplayResult, noop_steps, pack_steps, sampled, steps_of, unpack_steps
 from synth.schema import Monologue, Review, Task, Trajectory
@@ -347,10 +347,6 @@ def assess(
     return verdicts, {k: gates[k] for k in order if k in gates}
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
 def _proposal_instructions(
     config: QualityConfig, planned: TaskSet, alive: list[_Light], verdicts: dict[str, Verdict]
 ) -> tuple[list[_Light], dict[str, Any]]:
@@ -361,9 +357,9 @@ def _proposal_instructions(
     proposals = [it for it in alive if it.proposed is not None]
     if not proposals:
         return alive, {"in": 0}
-    existing = sorted({_norm(t.instruction) for t in planned if t.instruction}
-                      | {_norm(it.instruction) for it in alive if it.proposed is None and it.instruction})
-    texts = existing + [_norm(it.instruction) for it in proposals]
+    existing = sorted({normalize_instruction(t.instruction) for t in planned if t.instruction}
+                      | {normalize_instruction(it.instruction) for it in alive if it.proposed is None and it.instruction})
+    texts = existing + [normalize_instruction(it.instruction) for it in proposals]
     groups = near_duplicate_groups(texts, config.dedup.threshold or 1.0)
     rejected = set()
     for j, it in enumerate(proposals):
@@ -398,7 +394,7 @@ def _with_instruction_groups(dup: dict[str, str], alive: list[_Light], threshold
 
     for tid, rep in dup.items():
         union(rep, tid)
-    groups = near_duplicate_groups([_norm(it.instruction) for it in proposals], threshold)
+    groups = near_duplicate_groups([normalize_instruction(it.instruction) for it in proposals], threshold)
     for j, head in enumerate(groups):
         union(proposals[head].trajectory_id, proposals[j].trajectory_id)
     return {it.trajectory_id: find(it.trajectory_id) for it in alive if find(it.trajectory_id) != it.trajectory_id}
