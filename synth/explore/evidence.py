@@ -11,8 +11,10 @@ judge agree by construction.
 
 from __future__ import annotations
 
+import calendar
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -177,6 +179,45 @@ def state_judge(change: Change) -> JudgeSpec:
         return JudgeSpec(type="state_match", path=items, expected=change.identity, mode="none")
     expected = {**change.identity, **{k: change.record[k] for k in change.fields}}
     return JudgeSpec(type="state_match", path=items, expected=expected, mode="any")
+
+
+_DATES = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})|\b(\d{1,2})/(\d{1,2})/(\d{2}|\d{4})\b"
+                    r"|\b([A-Z][a-z]{2,8})\.? (\d{1,2}), (\d{4})\b")
+NEAR_TODAY_DAYS = 62
+
+
+def near_today(text: str, today: date | None = None, days: int = NEAR_TODAY_DAYS) -> str | None:
+    """The first date in `text` within `days` of today (ISO, US m/d/y or
+    d/m/y, 'Dec 3, 2026'), else None. A view or value dated near the day it
+    was recorded is one the site computed from its clock (Trac's timeline
+    form defaults `from` to today, its "Previous period" link to a month
+    ago): the same actions reach another date tomorrow, so a judge that
+    names it would fail every later replay."""
+    today = today or date.today()
+    for m in _DATES.finditer(unquote(text)):
+        for when in _readings(m):
+            if abs((when - today).days) <= days:
+                return m.group(0)
+    return None
+
+
+def _readings(m: re.Match[str]) -> list[date]:
+    g = m.groups()
+    if g[0]:
+        candidates = [(int(g[0]), int(g[1]), int(g[2]))]
+    elif g[3]:
+        year = int(g[5]) + (2000 if len(g[5]) == 2 else 0)
+        candidates = [(year, int(g[3]), int(g[4])), (year, int(g[4]), int(g[3]))]
+    else:
+        month = next((i for i, name in enumerate(calendar.month_abbr) if name and g[6][:3] == name), 0)
+        candidates = [(int(g[8]), month, int(g[7]))]
+    out = []
+    for y, mo, d in candidates:
+        try:
+            out.append(date(y, mo, d))
+        except ValueError:
+            continue
+    return out
 
 
 def url_judge(url: str) -> JudgeSpec:

@@ -29,8 +29,8 @@ SYSTEM = (
 
 def describe_step(step: Step) -> str:
     a, el = step.action, step.element
-    target = f" {el.role} {json.dumps(el.name)}" if el is not None and el.name else ""
-    text = f" {json.dumps(a.text)}" if a.text else ""
+    target = f" {el.role} {json.dumps(el.name, ensure_ascii=False)}" if el is not None and el.name else ""
+    text = f" {json.dumps(a.text, ensure_ascii=False)}" if a.text else ""
     key = f" {a.key}" if a.key else ""
     return f"{a.name}{target}{text}{key} (on {step.observation.url.split('//', 1)[-1].split('/', 1)[-1] or '/'})"
 

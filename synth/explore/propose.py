@@ -10,10 +10,12 @@ source's trajectory is.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, NamedTuple, Protocol
+from urllib.parse import urlsplit
 
 from synth.env import BrowserEnv
 from synth.episode import finish
@@ -117,26 +119,35 @@ def page_title(obs: Observation | None) -> str:
     return re.split(r" [–|-] ", obs.title)[0].strip()[:60]
 
 
+def headed(title: str) -> str:
+    """The page's heading, for a view's summary: the writer names the page by
+    it, so the instruction check must see it to confirm the page was reached."""
+    return f", a page headed {json.dumps(title, ensure_ascii=False)}" if title else ""
+
+
 def derive(before: Any, after: Any, start_url: str, final_url: str, typed: list[str], title: str) -> Evidence:
     """The evidence of a segment and the judge and instruction it implies."""
     changes = ev.record_changes(before, after) if before is not None and after is not None else []
     view = view_of(after)
-    if changes and view is not None and ERROR_PAGE.search(title):
+    is_view = changes and view is not None or not changes and bool(final_url) and local(final_url) != local(start_url)
+    if is_view and ERROR_PAGE.search(title):
         return Evidence("none", None, "", f"reached an error page ({title!r})")
+    if is_view and (dated := ev.near_today(urlsplit(final_url).query)):
+        return Evidence("none", None, "", f"the address names {dated}, a date near today's: the site computed it "
+                                          "from its clock, and another day the same actions reach another")
     if changes and view is not None:
         at, state = view
         judges = [{"type": "state_match", "path": f"{at}.{k}", "expected": state[k]} for k in ("path", "query")
                   if k in state]
         return Evidence("view", JudgeSpec(type="all_of", judges=judges), ev.write_view_state(state, title),
-                        f"view {state}")
+                        f"view {state}" + headed(title))
     if changes:
         change = ev.trim_fields(ev.primary_change(changes, typed), typed)
         return Evidence("state", ev.state_judge(change), ev.write_change(change),
                         f"{change.kind} {change.path}: {change.record}", change)
-    if final_url and local(final_url) != local(start_url) and ERROR_PAGE.search(title):
-        return Evidence("none", None, "", f"reached an error page ({title!r})")
-    if final_url and local(final_url) != local(start_url):
-        return Evidence("view", ev.url_judge(final_url), ev.write_view(final_url, title), f"reached {local(final_url)}")
+    if is_view:
+        return Evidence("view", ev.url_judge(final_url), ev.write_view(final_url, title),
+                        f"reached {local(final_url)}" + headed(title))
     return Evidence("none", None, "", "nothing changed and no other page reached")
 
 
@@ -211,7 +222,7 @@ async def explore_segment(
 async def read_a_fact(env: BrowserEnv, walker: Walker, final_url: str) -> Evidence | None:
     """Answer with a value the page shows (a recorded answer step) and
     propose the question it answers; None when the page shows no labelled value."""
-    found = ev.facts(env.obs.elements if env.obs is not None else [])
+    found = [f for f in ev.facts(env.obs.elements if env.obs is not None else []) if not ev.near_today(f.value)]
     if not found:
         return None
     fact = walker.rng.choice(found)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -114,9 +115,14 @@ class Memory:
         return route
 
     def learn_words(self, texts: list[str]) -> None:
-        """Keep short texts that read as words (not ratings, prices or codes)."""
+        """Keep short texts that read as words (not ratings, prices or codes).
+        Invisible characters (a zero-width space Trac puts before a link) are
+        dropped, and a text with a double quote is not kept: the instruction
+        quotes the values it names."""
         for t in texts:
-            t = " ".join(t.split())
+            t = " ".join("".join(c for c in t if unicodedata.category(c) != "Cf").split())
+            if '"' in t:
+                continue
             letters = sum(c.isalpha() for c in t)
             if 3 <= len(t) <= 40 and letters >= max(3, len(t) // 2) and t not in self._seen_words \
                     and not AVOID_NAME.search(t):
@@ -171,7 +177,9 @@ _PROBE_JS = """ids => ids.map(id => {
   return {
     href: a ? a.href : null, target: a ? a.target : '',
     form: f ? (f.getAttribute('action') || location.pathname) + '#' + forms.indexOf(f) : null,
-    type: (n.getAttribute('type') || '').toLowerCase(), disabled: !!n.disabled || !!n.readOnly,
+    // a text input that asks for a number (inputmode) takes one, as type=number does
+    type: /^(numeric|decimal)$/i.test(n.getAttribute('inputmode') || '') ? 'number'
+      : (n.getAttribute('type') || '').toLowerCase(), disabled: !!n.disabled || !!n.readOnly,
     options: n.tagName === 'SELECT' ? [...n.options].filter(o => !o.disabled).map(o => o.label) : null,
   };
 })"""
