@@ -514,6 +514,9 @@ async def test_the_instruction_check_sees_the_heading_of_the_page_a_view_reached
                                                cache_path=None))
         try:
             assert (await check(reached)).status == "proposed"
+            quoted = _view_proposal('Results for "QLED"')  # the shop's search page; the writer drops the quotes
+            assert quoted.task.instruction == 'Open the "Results for QLED" page'
+            assert (await check(quoted)).status == "proposed"
             wrong = await check(elsewhere)
             assert wrong.status == "rejected" and "'Roadmap'" in wrong.reason
         finally:

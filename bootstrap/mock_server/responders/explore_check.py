@@ -2,7 +2,7 @@
 the real client, the verdict parsing and its repair turn run in tests: the
 instruction and the trajectory agree when every "quoted" phrase and every
 number of the instruction occurs in the actions, the evidence or the answer
-(case-folded, whitespace collapsed). With the `wrong` fault the verdict is
+(case-folded, whitespace collapsed, double quotes dropped). With the `wrong` fault the verdict is
 flipped; the server's `malformed` fault gives a reply that is not JSON."""
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ MARKER = "<synth-explore-check>"
 
 
 def _fold(text: str) -> str:
-    return " ".join(text.lower().split())
+    """Case and spacing folded, double quotes (and their JSON escapes) dropped:
+    the writer names a heading 'Results for "QLED"' as "Results for QLED"."""
+    return " ".join(text.replace('\\"', " ").replace('"', " ").lower().split())
 
 
 def _sections(text: str) -> dict[str, str]:
