@@ -480,7 +480,7 @@ async def test_with_an_endpoint_the_llm_writes_the_instruction_and_the_judge_sta
         for p in accepted:
             assert p.segment.source_detail == "llm:mock-agent"
             assert p.segment.tokens_in > 0 and p.segment.tokens_out > 0  # the writer's and the check's calls
-            assert p.task.instruction.startswith(("Go to the", "Look up", "Change the", "Create a new", "Delete"))
+            assert p.task.instruction.startswith(("Go to the", "Look up", "Change the", "Create a new", "Delete", "What's"))
             assert p.task.instruction != p.evidence.instruction and p.task.judge == p.evidence.judge
 
 

@@ -12,7 +12,8 @@ from bootstrap.mock_server.responders import responder
 
 MARKER = "<synth-explore-writer>"
 REWORDS = [(r"^Open the ", "Go to the "), (r"^Set the ", "Change the "), (r"^Add an? ", "Create a new "),
-           (r"^Remove ", "Delete "), (r"^Search for ", "Look up ")]
+           (r"^Remove ", "Delete "), (r"^Search for ", "Look up "),
+           (r"^What is ", "What's ")]
 
 
 @responder(priority=20)
@@ -26,4 +27,4 @@ def explore_writer(request: dict[str, Any]) -> str | None:
         text = re.sub(pattern, repl, text)
     if request.get("mock_fault") == "wrong":
         text = text.rsplit(" ", 1)[0]
-    return text + "."
+    return text if text.endswith(("?", ".", "!")) else text + "."
