@@ -11,10 +11,9 @@ judge agree by construction.
 
 from __future__ import annotations
 
-import calendar
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -181,8 +180,8 @@ def state_judge(change: Change) -> JudgeSpec:
     return JudgeSpec(type="state_match", path=items, expected=expected, mode="any")
 
 
-_DATES = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})|\b(\d{1,2})/(\d{1,2})/(\d{2}|\d{4})\b"
-                    r"|\b([A-Z][a-z]{2,8})\.? (\d{1,2}), (\d{4})\b")
+_DATES = re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}|\b\d{1,2}/\d{1,2}/(?:\d{4}|\d{2})\b|\b[A-Z][a-z]{2,8}\.? \d{1,2}, \d{4}\b")
+_DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%y", "%d/%m/%y", "%m/%d/%Y", "%d/%m/%Y", "%b %d, %Y", "%B %d, %Y")
 NEAR_TODAY_DAYS = 62
 
 
@@ -195,26 +194,17 @@ def near_today(text: str, today: date | None = None, days: int = NEAR_TODAY_DAYS
     names it would fail every later replay."""
     today = today or date.today()
     for m in _DATES.finditer(unquote(text)):
-        for when in _readings(m):
-            if abs((when - today).days) <= days:
-                return m.group(0)
+        if any(abs((when - today).days) <= days for when in _readings(m.group(0).replace(".", ""))):
+            return m.group(0)
     return None
 
 
-def _readings(m: re.Match[str]) -> list[date]:
-    g = m.groups()
-    if g[0]:
-        candidates = [(int(g[0]), int(g[1]), int(g[2]))]
-    elif g[3]:
-        year = int(g[5]) + (2000 if len(g[5]) == 2 else 0)
-        candidates = [(year, int(g[3]), int(g[4])), (year, int(g[4]), int(g[3]))]
-    else:
-        month = next((i for i, name in enumerate(calendar.month_abbr) if name and g[6][:3] == name), 0)
-        candidates = [(int(g[8]), month, int(g[7]))]
+def _readings(text: str) -> list[date]:
+    """Every date `text` can be read as (12/03/26 is both 3 December and 12 March)."""
     out = []
-    for y, mo, d in candidates:
+    for fmt in _DATE_FORMATS:
         try:
-            out.append(date(y, mo, d))
+            out.append(datetime.strptime(text, fmt).date())
         except ValueError:
             continue
     return out

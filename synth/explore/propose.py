@@ -129,7 +129,8 @@ def derive(before: Any, after: Any, start_url: str, final_url: str, typed: list[
     """The evidence of a segment and the judge and instruction it implies."""
     changes = ev.record_changes(before, after) if before is not None and after is not None else []
     view = view_of(after)
-    is_view = changes and view is not None or not changes and bool(final_url) and local(final_url) != local(start_url)
+    moved = bool(final_url) and local(final_url) != local(start_url)
+    is_view = view is not None if changes else moved  # a site whose state is its view, or a page reached
     if is_view and ERROR_PAGE.search(title):
         return Evidence("none", None, "", f"reached an error page ({title!r})")
     if is_view and (dated := ev.near_today(urlsplit(final_url).query)):
